@@ -1,0 +1,207 @@
+"""The ``actionmoe`` command line. Each subcommand resolves its config and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from actionmoe import __version__
+from actionmoe.config import Config, load_config
+from actionmoe.errors import ActionMoEError
+
+log = logging.getLogger("actionmoe")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("libarchive").setLevel(logging.WARNING)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except ActionMoEError as exc:
+        print(f"actionmoe: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("actionmoe: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actionmoe", description="Action recognition in video, HMDB51-style.")
+    parser.add_argument("--version", action="version", version=f"actionmoe {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=1, help="more log output (-vv for debug)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    info = commands.add_parser("info", help="versions, device, available decoders and extractors")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(handler=cmd_info)
+
+    demo = commands.add_parser("demo", help="offline end-to-end run on the built-in synthetic dataset")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _add_config_args(demo, default="demo")
+    demo.set_defaults(handler=cmd_demo)
+
+    data = commands.add_parser("data", help="acquire and inspect datasets")
+    data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
+    _add_synth(data_commands)
+    _add_download(data_commands)
+    _add_summary(data_commands)
+    data.set_defaults(handler=lambda _: data.print_help() or 2)
+    return parser
+
+
+def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("--config", default=default, help="TOML file or built-in config name")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set data.split=2 (repeatable)")
+
+
+def _add_synth(commands) -> None:
+    synth = commands.add_parser("synth", help="write the synthetic motion dataset as HMDB51-format archives")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--classes", type=int)
+    synth.add_argument("--videos-per-class", type=int)
+    synth.add_argument("--frames", type=int)
+    synth.add_argument("--size", help="WxH, e.g. 160x120")
+    synth.add_argument("--seed", type=int)
+    synth.add_argument("--rar-format", choices=["rar4", "rar5"])
+    synth.add_argument("--solid", action="store_true", default=None)
+    _add_config_args(synth)
+    synth.set_defaults(handler=cmd_synth)
+
+
+def _add_download(commands) -> None:
+    download = commands.add_parser("download", help="download (or take local copies of) HMDB51 and extract it")
+    download.add_argument("dataset", choices=["hmdb51"])
+    download.add_argument("--root", type=Path, required=True)
+    download.add_argument("--mirror", action="append", default=[], metavar="BASE_URL",
+                          help="base URL holding the archives; repeat to try several in order")
+    download.add_argument("--archives", type=Path, help="folder with local copies of both archives")
+    download.add_argument("--checksums", type=Path, help="md5sum-style file overriding the expected MD5s")
+    _add_config_args(download)
+    download.set_defaults(handler=cmd_download)
+
+
+def _add_summary(commands) -> None:
+    summary = commands.add_parser("summary", help="classes and train/val/test counts of one split")
+    summary.add_argument("--root", type=Path, required=True)
+    summary.add_argument("--dataset", choices=["hmdb51", "ucf101", "folder"])
+    summary.add_argument("--split", type=int)
+    summary.add_argument("--on-missing", choices=["error", "skip"])
+    summary.add_argument("--json", action="store_true")
+    _add_config_args(summary)
+    summary.set_defaults(handler=cmd_summary)
+
+
+def resolve_config(args: argparse.Namespace, **cli_values: object) -> Config:
+    """Config file, then --set overrides, then explicit command-line flags (None = not given)."""
+    overrides = list(args.overrides)
+    overrides += [f"{key}={_toml_value(value)}" for key, value in cli_values.items() if value is not None]
+    return load_config(args.config, overrides)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return json.dumps([str(v) for v in value])
+    return str(value)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from actionmoe.info import environment_report, format_report
+
+    report = environment_report()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from actionmoe.data.synthetic import write_synthetic_hmdb51
+
+    width, height = _parse_size(args.size) if args.size else (None, None)
+    config = resolve_config(
+        args, **{"synth.classes": args.classes, "synth.videos_per_class": args.videos_per_class,
+                 "synth.frames": args.frames, "synth.width": width, "synth.height": height, "synth.seed": args.seed,
+                 "synth.rar_format": args.rar_format, "synth.solid": args.solid}
+    )
+    files = write_synthetic_hmdb51(args.out, config.synth)
+    for path in files.values():
+        print(path)
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()) or int(width) < 16 or int(height) < 16:
+        raise ActionMoEError(f"--size must look like 160x120 (each side at least 16), got {text!r}")
+    return int(width), int(height)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from actionmoe.data.acquire import ArchiveSpec, acquire_hmdb51, read_checksum_file
+    from actionmoe.data.download import RetryPolicy
+
+    config = resolve_config(args, **{"download.mirrors": args.mirror or None})
+    spec = config.download
+    checksums = read_checksum_file(args.checksums) if args.checksums else {}
+    result = acquire_hmdb51(
+        args.root,
+        ArchiveSpec(spec.videos_archive, checksums.get(spec.videos_archive, spec.videos_md5)),
+        ArchiveSpec(spec.splits_archive, checksums.get(spec.splits_archive, spec.splits_md5)),
+        mirrors=spec.mirrors,
+        archives_dir=args.archives,
+        policy=RetryPolicy(spec.retries, spec.backoff_s, spec.timeout_s),
+    )
+    print(result.message)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from actionmoe.data.splits import load_splits, summarize
+    from actionmoe.demo import split_options
+
+    config = resolve_config(
+        args, **{"data.root": args.root, "data.dataset": args.dataset, "data.split": args.split,
+                 "data.on_missing": args.on_missing}
+    )
+    splits = load_splits(config.data.dataset, Path(config.data.root), split_options(config))
+    summary = summarize(splits)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary, config.data.split))
+    return 0
+
+
+def format_summary(summary: dict, split: int) -> str:
+    counts = summary["counts"]
+    val_note = " (validation = test, as in the original notebook)" if summary["val_is_test"] else ""
+    lines = [
+        f"split {split}: {summary['num_classes']} classes, train {counts['train']}, val {counts['val']}, "
+        f"test {counts['test']}{val_note}",
+    ]
+    if summary["missing"]:
+        lines.append(f"missing videos skipped: {len(summary['missing'])} (e.g. {summary['missing'][0]})")
+    if summary["unreadable"]:
+        lines.append(f"unreadable videos: {len(summary['unreadable'])} (e.g. {summary['unreadable'][0]})")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from actionmoe.demo import run_demo
+
+    config = resolve_config(args)
+    result = run_demo(config, args.out)
+    print(format_summary(result.summary, config.data.split))
+    print(f"dataset: {result.dataset_root}")
+    print(f"outputs: {result.out}")
+    return 0

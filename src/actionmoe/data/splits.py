@@ -1,0 +1,268 @@
+"""Split files -> lists of VideoRecord, for HMDB51, UCF101 and a plain class-folder layout.
+
+Labels are indices into the sorted class names. A seeded, stratified validation holdout is carved
+from the training list so that the test split is never used for model selection.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from actionmoe.errors import DatasetError
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
+HMDB51_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
+HMDB51_IDS = {"0": None, "1": "train", "2": "test"}
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    path: Path
+    label: int
+    class_name: str
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train / val / test records of one split, plus what the split files name but disk lacks."""
+
+    classes: tuple[str, ...]
+    train: tuple[VideoRecord, ...]
+    val: tuple[VideoRecord, ...]
+    test: tuple[VideoRecord, ...]
+    missing: tuple[Path, ...] = field(default=())
+    val_is_test: bool = False
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    split: int = 1
+    val_fraction: float = 0.1
+    val_on_test: bool = False
+    on_missing: str = "error"
+    seed: int = 0
+    split_csv: str = ""
+
+
+def load_splits(dataset: str, root: Path, options: SplitOptions = SplitOptions()) -> DatasetSplits:
+    """Read the records of ``options.split`` for ``dataset`` ('hmdb51', 'ucf101' or 'folder')."""
+    readers: dict[str, Callable[[Path, SplitOptions], tuple[tuple[str, ...], list, list]]] = {
+        "hmdb51": _read_hmdb51,
+        "ucf101": _read_ucf101,
+        "folder": _read_folder,
+    }
+    if dataset not in readers:
+        raise DatasetError(f"unknown dataset {dataset!r}; choose one of {', '.join(readers)}")
+    if options.split not in (1, 2, 3):
+        raise DatasetError(f"split must be 1, 2 or 3, got {options.split}")
+    if options.on_missing not in ("error", "skip"):
+        raise DatasetError(f"on_missing must be 'error' or 'skip', got {options.on_missing!r}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist; run `actionmoe data download` first")
+    classes, train, test = readers[dataset](root, options)
+    train, test, missing = _handle_missing(train, test, options.on_missing)
+    if options.val_on_test:
+        return DatasetSplits(classes, tuple(train), tuple(test), tuple(test), missing, val_is_test=True)
+    train, val = stratified_holdout(train, options.val_fraction, options.seed)
+    return DatasetSplits(classes, tuple(train), tuple(val), tuple(test), missing)
+
+
+def stratified_holdout(
+    records: Sequence[VideoRecord], fraction: float, seed: int
+) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """Move ``fraction`` of each class (at least one video when a class has two) into a holdout."""
+    if not 0.0 <= fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in [0, 1), got {fraction}")
+    by_class: dict[int, list[VideoRecord]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.label, str(r.path))):
+        by_class[record.label].append(record)
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for label in sorted(by_class):
+        group = by_class[label]
+        order = rng.permutation(len(group))
+        count = int(round(len(group) * fraction))
+        if fraction > 0 and count == 0 and len(group) >= 2:
+            count = 1
+        held += [group[i] for i in sorted(order[:count])]
+        kept += [group[i] for i in sorted(order[count:])]
+    return kept, held
+
+
+def _handle_missing(train, test, on_missing: str):
+    missing = tuple(r.path for r in [*train, *test] if not r.path.exists())
+    if missing and on_missing == "error":
+        raise DatasetError(
+            f"{len(missing)} videos named in the split files are missing, e.g. {missing[0]}; "
+            "re-extract the dataset or pass --on-missing skip"
+        )
+    absent = set(missing)
+    return [r for r in train if r.path not in absent], [r for r in test if r.path not in absent], missing
+
+
+def find_hmdb51_split_dir(root: Path) -> Path:
+    """The folder holding ``<class>_test_split<N>.txt`` under ``root`` (searched two levels deep)."""
+    for candidate in (root / "splits" / "testTrainMulti_7030_splits", root / "testTrainMulti_7030_splits", root):
+        if any(candidate.glob("*_test_split1.txt")):
+            return candidate
+    for candidate in sorted(root.glob("*/*")):
+        if candidate.is_dir() and any(candidate.glob("*_test_split1.txt")):
+            return candidate
+    raise DatasetError(f"no HMDB51 split files (<class>_test_split1.txt) found under {root}")
+
+
+def find_class_folder_root(root: Path, classes: Sequence[str]) -> Path:
+    """Where the ``<class>/`` video folders live: ``root/videos``, ``root/hmdb51_org`` or ``root``."""
+    for candidate in (root / "videos", root / "hmdb51_org", root):
+        if candidate.is_dir() and any((candidate / c).is_dir() for c in classes):
+            return candidate
+    return root / "videos"
+
+
+def hmdb51_class_names(split_dir: Path) -> tuple[str, ...]:
+    """Sorted class names; every class must have all three split files."""
+    found: dict[str, set[int]] = defaultdict(set)
+    for path in split_dir.iterdir():
+        match = HMDB51_SPLIT_FILE.match(path.name)
+        if match:
+            found[match["cls"]].add(int(match["split"]))
+    for name, splits in sorted(found.items()):
+        if splits != {1, 2, 3}:
+            absent = sorted({1, 2, 3} - splits)
+            raise DatasetError(f"split file {name}_test_split{absent[0]}.txt is missing from {split_dir}")
+    return tuple(sorted(found))
+
+
+def parse_hmdb51_split_file(path: Path) -> list[tuple[str, str | None]]:
+    """Lines ``<video>.avi <id>`` -> [(video, 'train' | 'test' | None)]; tolerant of CRLF and trailing spaces."""
+    entries, seen = [], set()
+    for number, raw in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2 or parts[1] not in HMDB51_IDS:
+            raise DatasetError(f"{path}:{number}: malformed line {raw!r}; expected '<video>.avi <0|1|2>'")
+        if parts[0] in seen:
+            raise DatasetError(f"{path}:{number}: video {parts[0]} is listed twice")
+        seen.add(parts[0])
+        entries.append((parts[0], HMDB51_IDS[parts[1]]))
+    return entries
+
+
+def _read_hmdb51(root: Path, options: SplitOptions):
+    split_dir = find_hmdb51_split_dir(root)
+    classes = hmdb51_class_names(split_dir)
+    video_root = find_class_folder_root(root, classes)
+    subsets: dict[str, list[VideoRecord]] = {"train": [], "test": []}
+    for label, name in enumerate(classes):
+        for video, subset in parse_hmdb51_split_file(split_dir / f"{name}_test_split{options.split}.txt"):
+            if subset:
+                subsets[subset].append(VideoRecord(video_root / name / video, label, name))
+    return classes, subsets["train"], subsets["test"]
+
+
+def _read_ucf101(root: Path, options: SplitOptions):
+    list_dir = next((d for d in (root / "ucfTrainTestlist", root) if (d / "classInd.txt").is_file()), None)
+    if list_dir is None:
+        raise DatasetError(f"no ucfTrainTestlist/classInd.txt under {root}")
+    classes = _read_class_index(list_dir / "classInd.txt")
+    video_root = find_class_folder_root(root / "UCF-101" if (root / "UCF-101").is_dir() else root, classes)
+    labels = {name: i for i, name in enumerate(classes)}
+    train = _read_ucf_list(list_dir / f"trainlist0{options.split}.txt", video_root, labels)
+    test = _read_ucf_list(list_dir / f"testlist0{options.split}.txt", video_root, labels)
+    return classes, train, test
+
+
+def _read_class_index(path: Path) -> tuple[str, ...]:
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DatasetError(f"{path}:{number}: malformed line {line!r}; expected '<index> <class>'")
+        pairs.append((int(parts[0]), parts[1]))
+    return tuple(name for _, name in sorted(pairs))
+
+
+def _read_ucf_list(path: Path, video_root: Path, labels: dict[str, int]) -> list[VideoRecord]:
+    if not path.is_file():
+        raise DatasetError(f"split list {path} does not exist")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        class_name = parts[0].replace("\\", "/").split("/")[0]
+        if class_name not in labels:
+            raise DatasetError(f"{path}:{number}: unknown class {class_name!r}")
+        records.append(VideoRecord(video_root / parts[0], labels[class_name], class_name))
+    return records
+
+
+def _read_folder(root: Path, options: SplitOptions):
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    if not classes:
+        raise DatasetError(f"{root} has no class folders; expected {root}/<class>/<video>")
+    labels = {name: i for i, name in enumerate(classes)}
+    records = [
+        VideoRecord(path, labels[name], name)
+        for name in classes
+        for path in sorted((root / name).iterdir())
+        if path.suffix.lower() in VIDEO_EXTENSIONS
+    ]
+    if options.split_csv:
+        return (classes, *_split_by_csv(records, root, Path(options.split_csv)))
+    train, test = stratified_holdout(records, 0.3, options.seed + options.split)
+    return classes, train, test
+
+
+def _split_by_csv(records: list[VideoRecord], root: Path, csv_path: Path):
+    """CSV rows ``relative/path,subset`` with subset train or test; unlisted videos are unused."""
+    if not csv_path.is_file():
+        raise DatasetError(f"split CSV {csv_path} does not exist")
+    by_path = {os.path.relpath(r.path, root).replace(os.sep, "/"): r for r in records}
+    subsets: dict[str, list[VideoRecord]] = {"train": [], "test": []}
+    with open(csv_path, newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or row[0].startswith("#") or row == ["path", "subset"]:
+                continue
+            if len(row) != 2 or row[1].strip() not in subsets or row[0].strip() not in by_path:
+                raise DatasetError(f"{csv_path}:{number}: expected '<class>/<video>,train|test' naming a video under {root}")
+            subsets[row[1].strip()].append(by_path[row[0].strip()])
+    return subsets["train"], subsets["test"]
+
+
+def summarize(splits: DatasetSplits) -> dict:
+    """Counts per subset and class, plus missing and unreadable files, as plain JSON-able data."""
+    subsets = {"train": splits.train, "val": splits.val, "test": splits.test}
+    unreadable = sorted(
+        {str(r.path) for r in [*splits.train, *splits.test] if r.path.exists() and not _readable(r.path)}
+    )
+    per_class = {name: {s: 0 for s in subsets} for name in splits.classes}
+    for subset, records in subsets.items():
+        for name, count in Counter(r.class_name for r in records).items():
+            per_class[name][subset] = count
+    return {
+        "classes": list(splits.classes),
+        "num_classes": len(splits.classes),
+        "counts": {subset: len(records) for subset, records in subsets.items()},
+        "val_is_test": splits.val_is_test,
+        "per_class": per_class,
+        "missing": [str(p) for p in splits.missing],
+        "unreadable": unreadable,
+    }
+
+
+def _readable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.R_OK) and path.stat().st_size > 0
+
