@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from actionmoe import __version__
@@ -91,15 +91,33 @@ def _add_download(commands) -> None:
     download.set_defaults(handler=cmd_download)
 
 
+def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--dataset", choices=["hmdb51", "ucf101", "folder"])
+    parser.add_argument("--split", type=int)
+    parser.add_argument("--on-missing", choices=["error", "skip"])
+    parser.add_argument("--json", action="store_true")
+    _add_config_args(parser)
+
+
+def _data_flags(args: argparse.Namespace) -> dict[str, object]:
+    return {"data.root": args.root, "data.dataset": args.dataset, "data.split": args.split,
+            "data.on_missing": args.on_missing}
+
+
 def _add_summary(commands) -> None:
     summary = commands.add_parser("summary", help="classes and train/val/test counts of one split")
-    summary.add_argument("--root", type=Path, required=True)
-    summary.add_argument("--dataset", choices=["hmdb51", "ucf101", "folder"])
-    summary.add_argument("--split", type=int)
-    summary.add_argument("--on-missing", choices=["error", "skip"])
-    summary.add_argument("--json", action="store_true")
-    _add_config_args(summary)
+    _add_dataset_args(summary)
     summary.set_defaults(handler=cmd_summary)
+    scan = commands.add_parser("scan", help="decode every video of a split and list the unreadable ones")
+    _add_dataset_args(scan)
+    scan.add_argument("--workers", type=int, default=os.cpu_count())
+    scan.set_defaults(handler=cmd_scan)
+    cache = commands.add_parser("cache", help="decode a split once into the memory-mapped clip cache")
+    _add_dataset_args(cache)
+    cache.add_argument("--workers", type=int, default=os.cpu_count())
+    cache.add_argument("--rebuild", action="store_true", help="discard an existing cache first")
+    cache.set_defaults(handler=cmd_cache)
 
 
 def resolve_config(args: argparse.Namespace, **cli_values: object) -> Config:
@@ -169,14 +187,11 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from actionmoe.data.splits import load_splits, summarize
-    from actionmoe.demo import split_options
+    from actionmoe.data.builders import build_splits
+    from actionmoe.data.splits import summarize
 
-    config = resolve_config(
-        args, **{"data.root": args.root, "data.dataset": args.dataset, "data.split": args.split,
-                 "data.on_missing": args.on_missing}
-    )
-    splits = load_splits(config.data.dataset, Path(config.data.root), split_options(config))
+    config = resolve_config(args, **_data_flags(args))
+    splits = build_splits(config.data)
     summary = summarize(splits)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary, config.data.split))
     return 0
@@ -194,6 +209,42 @@ def format_summary(summary: dict, split: int) -> str:
     if summary["unreadable"]:
         lines.append(f"unreadable videos: {len(summary['unreadable'])} (e.g. {summary['unreadable'][0]})")
     return "\n".join(lines)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from actionmoe.data.builders import build_splits
+    from actionmoe.data.scan import scan_videos
+
+    config = resolve_config(args, **{**_data_flags(args), "data.on_missing": args.on_missing or "skip"})
+    splits = build_splits(config.data)
+    paths = sorted({r.path for r in (*splits.train, *splits.val, *splits.test)} | set(splits.missing))
+    results = scan_videos(paths, config.data.decoder, config.data.clip_len, args.workers)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        print(json.dumps({"videos": len(results), "unreadable": [{"path": r.path, "reason": r.reason} for r in bad]},
+                         indent=2))
+    else:
+        print(f"{len(results) - len(bad)} of {len(results)} videos decode")
+        for result in bad:
+            print(f"unreadable: {result.reason}")
+    return 1 if bad else 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from actionmoe.data.builders import run_cache_build
+
+    config = resolve_config(args, **_data_flags(args))
+    cache, report = run_cache_build(config.data, rebuild=args.rebuild, workers=args.workers)
+    summary = {"folder": str(cache.folder), "spec": cache.spec.describe(), "built_now": report.built,
+               "already_built": report.already, "failed": report.failed, **cache.counts()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"cache {cache.folder}: {summary['built']} of {summary['videos']} videos built "
+              f"({report.built} now, {report.already} before), {len(report.failed)} unreadable; {cache.spec.describe()}")
+        for reason in report.failed.values():
+            print(f"unreadable: {reason}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

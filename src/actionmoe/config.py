@@ -48,6 +48,20 @@ class DataConfig:
     on_missing: str = "error"  # error | skip
     seed: int = 0
     split_csv: str = ""  # folder layout only: optional CSV of path,subset
+    clip_len: int = 16
+    resize: tuple[int, int] = (128, 171)  # (H, W) at decode time, as the Kinetics weights expect
+    crop_size: int = 112
+    presample_frames: int = 32  # frames kept per video (uniformly) before clip sampling; 0 = all
+    train_sampling: str = "random"  # random (one random frame per segment) | uniform
+    flip: bool = True
+    test_clips: int = 1
+    test_crops: int = 1  # 1 (centre) or 3
+    decoder: str = "auto"  # auto | torchcodec | opencv | pyav
+    num_workers: int = 2
+    cache: str = "auto"  # auto: ROOT/.actionmoe-cache when built | off | a folder
+    normalize_on_device: bool = False
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
 
 
 @dataclass(frozen=True)

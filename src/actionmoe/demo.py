@@ -8,7 +8,8 @@ from pathlib import Path
 
 from actionmoe.config import Config, save_config
 from actionmoe.data.acquire import ArchiveSpec, acquire_hmdb51, read_checksum_file
-from actionmoe.data.splits import SplitOptions, load_splits, summarize
+from actionmoe.data.builders import build_split_options
+from actionmoe.data.splits import load_splits, summarize
 from actionmoe.data.synthetic import write_synthetic_hmdb51
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,5 @@ def run_demo(config: Config, out: Path) -> DemoResult:
         archives_dir=archives,
     )
     log.info(result.message)
-    splits = load_splits("hmdb51", root, split_options(config))
+    splits = load_splits("hmdb51", root, build_split_options(config.data))
     return DemoResult(out, root, summarize(splits))
-
-
-def split_options(config: Config) -> SplitOptions:
-    data = config.data
-    return SplitOptions(data.split, data.val_fraction, data.val_on_test, data.on_missing, data.seed, data.split_csv)

@@ -1,15 +1,269 @@
 """Video file I/O: the only module that imports a video library.
 
-Frames are RGB uint8 arrays shaped [T, H, W, C].
+Readers return RGB uint8 frames shaped [T, H, W, C] for requested frame indices, resized right
+after decoding (so a 1080p video never holds more than one full-size frame), plus the number of
+frames the file really holds. AVI headers sometimes overstate the frame count; ``read_clip``
+notices when the stream ends early and samples again from the true count.
+
+A truncated file yields the frames decodable before the damage; a file with no decodable frame
+raises ``VideoDecodeError``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from actionmoe.data.sampling import uniform_indices
 from actionmoe.errors import VideoDecodeError
+
+Size = tuple[int, int]  # (height, width)
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB, one per requested index that exists
+    num_frames: int  # frames the stream really holds (exact when the stream was read to its end)
+    complete: bool  # every requested index was found
+
+
+class VideoReader(Protocol):
+    name: str
+
+    def frame_count(self, path: Path) -> int:
+        """Frame count from the container header (may be wrong or 0)."""
+
+    def read(self, path: Path, indices: np.ndarray, size: Size | None) -> DecodedClip:
+        """Decode the frames at ``indices`` (sorted or not, repeats allowed)."""
+
+
+def check_readable(path: Path) -> None:
+    """Raise a one-line VideoDecodeError for the file-system problems a user can cause."""
+    if not path.exists():
+        raise VideoDecodeError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise VideoDecodeError(f"{path}: is a directory, not a video file")
+    if not os.access(path, os.R_OK):
+        raise VideoDecodeError(f"{path}: permission denied")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+
+
+def resize_frame(frame: np.ndarray, size: Size | None) -> np.ndarray:
+    """Resize one [H, W, 3] uint8 frame to ``size`` (area filter when shrinking, bilinear otherwise)."""
+    if size is None or frame.shape[:2] == tuple(size):
+        return np.ascontiguousarray(frame)
+    import cv2
+
+    shrinking = frame.shape[0] > size[0] and frame.shape[1] > size[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(frame, (size[1], size[0]), interpolation=interpolation)
+
+
+def _gather(frames: Iterator[tuple[int, Callable[[], np.ndarray]]], indices: np.ndarray, size: Size | None) -> DecodedClip:
+    """Walk a sequential stream once, converting only the frames that are asked for."""
+    wanted = set(int(i) for i in indices)
+    last_wanted = max(wanted)
+    found: dict[int, np.ndarray] = {}
+    count = 0
+    for index, convert in frames:
+        count = index + 1
+        if index in wanted:
+            found[index] = resize_frame(convert(), size)
+        if index >= last_wanted:
+            break
+    complete = len(found) == len(wanted)
+    kept = [found[int(i)] for i in indices if int(i) in found]
+    empty = np.zeros((0, *(size or (0, 0)), 3), dtype=np.uint8)
+    return DecodedClip(np.stack(kept) if kept else empty, count, complete)
+
+
+class OpenCVReader:
+    """Sequential grab/retrieve: decodes every frame, converts colour only for the wanted ones."""
+
+    name = "opencv"
+
+    def frame_count(self, path: Path) -> int:
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        try:
+            return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        finally:
+            capture.release()
+
+    def read(self, path: Path, indices: np.ndarray, size: Size | None) -> DecodedClip:
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
+        try:
+            return _gather(self._stream(capture), indices, size)
+        finally:
+            capture.release()
+
+    @staticmethod
+    def _stream(capture) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        import cv2
+
+        index = 0
+        while capture.grab():
+            yield index, lambda: cv2.cvtColor(capture.retrieve()[1], cv2.COLOR_BGR2RGB)
+            index += 1
+
+
+class PyAVReader:
+    """FFmpeg through PyAV, decoding the first video stream in order."""
+
+    name = "pyav"
+
+    def frame_count(self, path: Path) -> int:
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                return int(container.streams.video[0].frames) if container.streams.video else 0
+        except (av.FFmpegError, OSError, ValueError):
+            return 0
+
+    def read(self, path: Path, indices: np.ndarray, size: Size | None) -> DecodedClip:
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise VideoDecodeError(f"{path}: has no video stream")
+                return _gather(self._stream(container), indices, size)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise VideoDecodeError(f"{path}: cannot decode ({exc})") from exc
+
+    @staticmethod
+    def _stream(container) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        import av
+
+        frames = container.decode(video=0)
+        index = 0
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except (av.FFmpegError, ValueError):  # damaged tail: keep what decoded before it
+                return
+            yield index, lambda frame=frame: frame.to_ndarray(format="rgb24")
+            index += 1
+
+
+class TorchCodecReader:
+    """torchcodec (needs the system FFmpeg libraries): seeks to the wanted frames."""
+
+    name = "torchcodec"
+
+    def frame_count(self, path: Path) -> int:
+        return int(self._decoder(path).metadata.num_frames or 0)
+
+    def read(self, path: Path, indices: np.ndarray, size: Size | None) -> DecodedClip:
+        decoder = self._decoder(path)
+        available = self._decodable(decoder, int(decoder.metadata.num_frames or 0))
+        present = [int(i) for i in indices if int(i) < available]
+        if not present:
+            return DecodedClip(np.zeros((0, *(size or (0, 0)), 3), dtype=np.uint8), available, False)
+        batch = decoder.get_frames_at(indices=present).data  # [N, C, H, W] uint8
+        frames = np.stack([resize_frame(f.permute(1, 2, 0).numpy(), size) for f in batch])
+        return DecodedClip(frames, available, len(present) == len(indices))
+
+    @staticmethod
+    def _decodable(decoder, claimed: int) -> int:
+        """Frames really decodable: the header can count packets that decode to nothing (N-VOPs in AVI)."""
+        count = claimed
+        while count > 0:
+            try:
+                decoder.get_frame_at(count - 1)
+                return count
+            except (RuntimeError, IndexError):
+                count -= 1
+        return 0
+
+    @staticmethod
+    def _decoder(path: Path):
+        from torchcodec.decoders import VideoDecoder
+
+        try:
+            return VideoDecoder(str(path), seek_mode="approximate")
+        except (RuntimeError, ValueError) as exc:
+            raise VideoDecodeError(f"{path}: cannot open ({exc})") from exc
+
+
+READERS: dict[str, Callable[[], VideoReader]] = {
+    "opencv": OpenCVReader,
+    "pyav": PyAVReader,
+    "torchcodec": TorchCodecReader,
+}
+IMPORT_NAMES = {"opencv": "cv2", "pyav": "av", "torchcodec": "torchcodec.decoders"}
+
+
+def available_decoders() -> list[str]:
+    """Importable readers, in the order ``auto`` prefers them."""
+    found = []
+    for name, module in IMPORT_NAMES.items():
+        try:
+            __import__(module)
+        except Exception:  # torchcodec raises RuntimeError/OSError when the system FFmpeg is absent
+            continue
+        found.append(name)
+    return found
+
+
+def get_reader(name: str = "auto") -> VideoReader:
+    """A reader by name; ``auto`` picks the first available of opencv, pyav, torchcodec.
+
+    OpenCV and PyAV return identical frames on HMDB-like XviD AVIs; torchcodec (through the system
+    FFmpeg) decodes some of their frames differently and drops a trailing not-coded frame, so it is
+    used only when asked for.
+    """
+    available = available_decoders()
+    if name == "auto":
+        if not available:
+            raise VideoDecodeError("no video decoder installed: pip install opencv-python-headless av")
+        name = available[0]
+    if name not in READERS:
+        raise VideoDecodeError(f"unknown decoder {name!r}; choose auto or one of {', '.join(READERS)}")
+    if name not in available:
+        raise VideoDecodeError(f"decoder {name!r} is not available here; available: {', '.join(available) or 'none'}")
+    return READERS[name]()
+
+
+def read_clip(reader: VideoReader, path: Path, sample: Callable[[int], np.ndarray], size: Size | None) -> DecodedClip:
+    """Decode the frames ``sample(num_frames)`` picks, trusting the header only until the stream disagrees.
+
+    Returns:
+        DecodedClip whose ``frames`` has exactly ``len(sample(n))`` frames.
+    """
+    check_readable(path)
+    count = reader.frame_count(path)
+    if count <= 0:  # no usable header: read to the end once to count
+        count = reader.read(path, np.array([np.iinfo(np.int32).max]), size).num_frames
+    if count <= 0:
+        raise VideoDecodeError(f"{path}: no decodable video frames")
+    clip = reader.read(path, sample(count), size)
+    if not clip.complete:  # header overstated the length, or the file is truncated
+        if clip.num_frames <= 0:
+            raise VideoDecodeError(f"{path}: no decodable video frames")
+        clip = reader.read(path, sample(clip.num_frames), size)
+    if not clip.complete or len(clip.frames) == 0:
+        raise VideoDecodeError(f"{path}: frames vanished between two reads")
+    return clip
+
+
+def read_uniform_frames(path: Path, count: int, size: Size, decoder: str = "auto") -> np.ndarray:
+    """``count`` frames spread evenly over the whole video, resized to ``size``; [count, H, W, C] uint8."""
+    return read_clip(get_reader(decoder), path, lambda n: uniform_indices(n, count), size).frames
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float, fourcc: str = "XVID") -> None:
@@ -27,15 +281,3 @@ def write_video(path: Path, frames: np.ndarray, fps: float, fourcc: str = "XVID"
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
-
-
-def available_decoders() -> list[str]:
-    """Video libraries importable here, in order of preference."""
-    found = []
-    for name, module in (("torchcodec", "torchcodec.decoders"), ("pyav", "av"), ("opencv", "cv2")):
-        try:
-            __import__(module)
-        except Exception:  # torchcodec raises RuntimeError/OSError when system FFmpeg is absent
-            continue
-        found.append(name)
-    return found

@@ -1,0 +1,87 @@
+"""From a resolved config to splits, cache and datasets (the only data code that reads config)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from actionmoe.config import DataConfig
+from actionmoe.data.cache import CacheReport, CacheSpec, ClipCache, create_cache, fill_cache
+from actionmoe.data.dataset import ClipSpec, VideoClipDataset
+from actionmoe.data.decode import get_reader
+from actionmoe.data.splits import DatasetSplits, SplitOptions, load_splits
+from actionmoe.data.transforms import ClipTransform
+from actionmoe.errors import ActionMoEError
+
+log = logging.getLogger(__name__)
+
+
+def build_split_options(data: DataConfig, on_missing: str | None = None) -> SplitOptions:
+    return SplitOptions(data.split, data.val_fraction, data.val_on_test, on_missing or data.on_missing, data.seed,
+                        data.split_csv)
+
+
+def build_splits(data: DataConfig) -> DatasetSplits:
+    return load_splits(data.dataset, Path(data.root), build_split_options(data))
+
+
+def build_clip_spec(data: DataConfig, num_clips: int = 1) -> ClipSpec:
+    return ClipSpec(data.clip_len, tuple(data.resize), data.presample_frames, data.train_sampling, num_clips)
+
+
+def build_cache_spec(data: DataConfig) -> CacheSpec:
+    if data.presample_frames <= 0:
+        raise ActionMoEError("the clip cache needs data.presample_frames > 0")
+    return CacheSpec(data.presample_frames, data.resize[0], data.resize[1], get_reader(data.decoder).name)
+
+
+def cache_folder(data: DataConfig) -> Path | None:
+    if data.cache == "off":
+        return None
+    return Path(data.root) / ".actionmoe-cache" if data.cache == "auto" else Path(data.cache)
+
+
+def build_cache(data: DataConfig) -> ClipCache | None:
+    """The cache to read from: None when off, or when ``auto`` and nothing was built yet."""
+    folder = cache_folder(data)
+    if folder is None or data.presample_frames <= 0:
+        return None
+    if data.cache == "auto" and not (folder / "manifest.json").exists():
+        return None
+    return ClipCache.open(folder, Path(data.root), build_cache_spec(data))
+
+
+def build_dataset(data: DataConfig, splits: DatasetSplits, subset: str, cache: ClipCache | None) -> VideoClipDataset:
+    """``subset`` is train, val or test; train gets random crops (and flips when enabled)."""
+    train = subset == "train"
+    transform = ClipTransform(
+        crop_size=data.crop_size, train=train, flip=data.flip, num_crops=1 if train else data.test_crops,
+        normalize=not data.normalize_on_device, mean=tuple(data.mean), std=tuple(data.std),
+    )
+    spec = build_clip_spec(data, num_clips=1 if train else data.test_clips)
+    records = {"train": splits.train, "val": splits.val, "test": splits.test}[subset]
+    return VideoClipDataset(records, spec, transform, data.decoder, cache, data.seed)
+
+
+def run_cache_build(data: DataConfig, rebuild: bool = False, workers: int | None = None) -> tuple[ClipCache, CacheReport]:
+    """Build (or resume) the cache for the videos of ``data.split``; the index covers all three splits."""
+    folder = cache_folder(data)
+    if folder is None:
+        raise ActionMoEError("data.cache is off; set it to auto or a folder to build a cache")
+    root = Path(data.root)
+    spec = build_cache_spec(data)
+    if rebuild and folder.exists():
+        for name in ("manifest.json", "frames.u8", "status.u8", "failures.jsonl"):
+            (folder / name).unlink(missing_ok=True)
+    if (folder / "manifest.json").exists():
+        cache = ClipCache.open(folder, root, spec)
+    else:
+        options = build_split_options(data, "skip")
+        every_split = [load_splits(data.dataset, root, replace(options, split=n)) for n in (1, 2, 3)]
+        videos = {r.path for s in every_split for r in (*s.train, *s.val, *s.test) if r.path.exists()}
+        cache = create_cache(folder, root, spec, sorted(videos))
+    splits = load_splits(data.dataset, root, build_split_options(data, "skip"))
+    wanted = [r.path for r in (*splits.train, *splits.val, *splits.test)]
+    return cache, fill_cache(cache, wanted, workers or os.cpu_count() or 1)

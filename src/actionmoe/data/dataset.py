@@ -1,0 +1,186 @@
+"""Clip datasets and loaders: records + sampling + decoding (or the cache) + transforms.
+
+A video that cannot be decoded does not stop an epoch: the dataset returns a ``FailedItem``,
+the collate function drops it from the batch, and ``SkippingLoader`` logs it once and never
+yields an empty batch. Randomness comes from (seed, epoch, index), so a clip is the same whatever
+worker decodes it, and a resumed run sees the same clips as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from actionmoe.data.cache import ClipCache
+from actionmoe.data.decode import Size, get_reader, read_clip, read_uniform_frames
+from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, uniform_indices
+from actionmoe.data.splits import VideoRecord
+from actionmoe.data.transforms import ClipTransform
+from actionmoe.errors import VideoDecodeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How frames are chosen: ``presample_frames`` uniform frames per video, then a clip from those."""
+
+    clip_len: int = 16
+    size: Size = (128, 171)
+    presample_frames: int = 32
+    train_sampling: str = "random"
+    num_clips: int = 1
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    index: int
+    path: str
+    reason: str
+
+
+class VideoClipDataset(Dataset):
+    """Items are ``(clip, label, index)`` or a ``FailedItem``; keys are indices or (epoch, index)."""
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        spec: ClipSpec,
+        transform: ClipTransform,
+        decoder: str = "auto",
+        cache: ClipCache | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.records = list(records)
+        self.spec = spec
+        self.transform = transform
+        self.decoder = decoder
+        self.cache = cache
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        record = self.records[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        try:
+            views = self.load_views(record.path, rng)  # [V, T, H, W, C] uint8
+        except VideoDecodeError as exc:
+            return FailedItem(index, str(record.path), str(exc))
+        return self.transform(views, rng), record.label, index
+
+    def load_views(self, path: Path, rng: np.random.Generator) -> np.ndarray:
+        spec = self.spec
+        if spec.presample_frames <= 0:
+            sample = lambda n: self.indices(n, rng).reshape(-1)  # noqa: E731
+            frames = read_clip(get_reader(self.decoder), path, sample, spec.size).frames
+            return frames.reshape(-1, spec.clip_len, *frames.shape[1:])
+        frames = self.cache.get(path) if self.cache is not None else None
+        if frames is None:
+            frames = read_uniform_frames(path, spec.presample_frames, spec.size, self.decoder)
+        return frames[self.indices(len(frames), rng)]
+
+    def indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+        """[V, clip_len] frame indices: one random or uniform view in training, ``num_clips`` in evaluation."""
+        if self.transform.train:
+            if self.spec.train_sampling == "random":
+                return segment_random_indices(num_frames, self.spec.clip_len, rng)[None]
+            return uniform_indices(num_frames, self.spec.clip_len)[None]
+        return multi_clip_indices(num_frames, self.spec.clip_len, self.spec.num_clips)
+
+
+def collate_clips(items: list) -> dict:
+    """Stack the good items; failed ones go to ``failed`` as (path, reason)."""
+    good = [item for item in items if not isinstance(item, FailedItem)]
+    failed = [(item.path, item.reason) for item in items if isinstance(item, FailedItem)]
+    if not good:
+        return {"clip": None, "label": None, "index": None, "failed": failed}
+    clips, labels, indices = zip(*good)
+    return {
+        "clip": torch.stack(clips),  # [B, C, T, H, W] or [B, V, C, T, H, W]
+        "label": torch.tensor(labels, dtype=torch.long),
+        "index": torch.tensor(indices, dtype=torch.long),
+        "failed": failed,
+    }
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys; shuffles with (seed, epoch) and shards across ranks like DistributedSampler."""
+
+    def __init__(self, num_items: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_items / self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.num_items, generator=generator).tolist()
+        else:
+            order = list(range(self.num_items))
+        padded = len(self) * self.world_size
+        order += order[: padded - len(order)]  # every rank gets the same number of items
+        return iter([(self.epoch, index) for index in order[self.rank : padded : self.world_size]])
+
+
+class SkippingLoader:
+    """Wraps a DataLoader: drops batches left empty by failed videos and logs each failure once."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.failures: dict[str, str] = {}
+
+    @property
+    def sampler(self) -> EpochSampler:
+        return self.loader.sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.loader:
+            for path, reason in batch["failed"]:
+                if path not in self.failures:
+                    self.failures[path] = reason
+                    log.warning("skipping unreadable video: %s", reason)
+            if batch["clip"] is not None:
+                yield batch
+
+
+def build_loader(
+    dataset: VideoClipDataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> SkippingLoader:
+    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_clips,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=2 if num_workers > 0 else None,
+    )
+    return SkippingLoader(loader)

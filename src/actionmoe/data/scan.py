@@ -1,0 +1,42 @@
+"""Pre-flight a dataset: decode a clip of every video and list the unreadable ones with the reason."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from actionmoe.data.decode import get_reader, read_clip
+from actionmoe.data.sampling import uniform_indices
+from actionmoe.errors import VideoDecodeError
+
+SCAN_SIZE = (64, 64)  # small frames: the scan checks decodability, not pixels
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    path: str
+    ok: bool
+    num_frames: int
+    reason: str = ""
+
+
+def scan_one(job: tuple[str, str, int]) -> ScanResult:
+    path, decoder, clip_len = job
+    try:
+        clip = read_clip(get_reader(decoder), Path(path), lambda n: uniform_indices(n, clip_len), SCAN_SIZE)
+    except VideoDecodeError as exc:
+        return ScanResult(path, False, 0, str(exc))
+    return ScanResult(path, True, clip.num_frames)
+
+
+def scan_videos(paths: Sequence[Path], decoder: str, clip_len: int, workers: int) -> list[ScanResult]:
+    """One ScanResult per path, in the order given."""
+    jobs = [(str(p), decoder, clip_len) for p in paths]
+    with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
+        results = list(tqdm(pool.imap(scan_one, jobs, chunksize=4), total=len(jobs), desc="scanning", unit="video",
+                            disable=None))
+    return results
