@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(demo, default="demo")
     demo.set_defaults(handler=cmd_demo)
 
+    bench = commands.add_parser("bench", help="benchmarks: print a table (or --json) with machine and date")
+    bench_commands = bench.add_subparsers(title="benchmarks", metavar="WHAT")
+    bench_data = bench_commands.add_parser("data", help="decoder and cache clips/s")
+    bench_data.add_argument("--videos", type=Path, default=Path("../shared/data/videos"),
+                            help="folder of real videos to include")
+    bench_data.add_argument("--count", type=int, default=16, help="synthetic HMDB-like videos")
+    bench_data.add_argument("--repeats", type=int, default=3)
+    bench_data.add_argument("--json", action="store_true")
+    bench_data.set_defaults(handler=cmd_bench_data)
+    bench.set_defaults(handler=lambda _: bench.print_help() or 2)
+
     data = commands.add_parser("data", help="acquire and inspect datasets")
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
     _add_synth(data_commands)
@@ -244,6 +255,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
               f"({report.built} now, {report.already} before), {len(report.failed)} unreadable; {cache.spec.describe()}")
         for reason in report.failed.values():
             print(f"unreadable: {reason}")
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from actionmoe.bench.data import format_data_benchmark, run_data_benchmark
+
+    result = run_data_benchmark(args.videos, args.count, args.repeats)
+    print(json.dumps(result, indent=2) if args.json else format_data_benchmark(result))
     return 0
 
 

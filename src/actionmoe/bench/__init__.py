@@ -1,0 +1,1 @@
+"""Benchmarks that print JSON and a table; numbers for docs/benchmarks.md come from here."""
