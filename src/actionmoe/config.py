@@ -59,7 +59,8 @@ class DataConfig:
     decoder: str = "auto"  # auto | torchcodec | opencv | pyav
     num_workers: int = 2
     cache: str = "auto"  # auto: ROOT/.actionmoe-cache when built | off | a folder
-    normalize_on_device: bool = False
+    normalize_on_device: bool = False  # loader yields uint8; the engine normalises on the device
+    augment_on_device: bool = False  # training crop/flip on the device too (implies normalize_on_device)
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
 

@@ -163,3 +163,24 @@ def test_scan_and_cache_commands(small_root, capsys):
     assert "holds 8 frames" in capsys.readouterr().err
     shutil.rmtree(small_root / ".actionmoe-cache")
     assert build_cache(stale.data) is None
+
+
+def test_scan_lists_each_corrupt_input_with_its_reason(corrupt_videos, good_videos):
+    from actionmoe.data.scan import scan_videos
+
+    paths = [good_videos[0], *corrupt_videos.values()]
+    results = {Path(r.path).name: r for r in scan_videos(paths, "opencv", 4, workers=2)}
+    assert results[good_videos[0].name].ok and results["one_frame.avi"].ok
+    for name, pattern in EXPECTED_ERRORS.items():
+        assert not results[name].ok and results[name].reason.startswith(str(corrupt_videos[name]))
+
+
+def test_unreadable_permission_is_reported(good_videos, monkeypatch):
+    import os
+
+    from actionmoe.data.decode import check_readable
+    from actionmoe.errors import VideoDecodeError
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores chmod, so fake the answer
+    with pytest.raises(VideoDecodeError, match="permission denied"):
+        check_readable(good_videos[0])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from actionmoe.config import KINETICS_MEAN, KINETICS_STD
-from actionmoe.data.transforms import ClipTransform, normalize_clip, three_crop_boxes
+from actionmoe.data.transforms import ClipTransform, device_augment, normalize_clip, three_crop_boxes
 
 
 def views(count=1, t=4, h=128, w=171) -> np.ndarray:
@@ -54,3 +54,18 @@ def test_uint8_output_for_device_normalisation():
 def test_crop_larger_than_frame():
     with pytest.raises(ValueError, match="does not fit"):
         ClipTransform(crop_size=200)(views(), np.random.default_rng(0))
+
+
+def test_device_augment_crops_and_flips_each_clip():
+    batch = torch.from_numpy(views(4)).clone()
+    generator = torch.Generator().manual_seed(0)
+    out = device_augment(batch, 112, flip=True, generator=generator)
+    assert out.shape == (4, 4, 112, 112, 3) and out.dtype == torch.uint8
+    for clip, crop in zip(batch, out):  # each crop is a (possibly mirrored) window of its own clip
+        windows = clip.unfold(1, 112, 1).unfold(2, 112, 1)  # [T, H', W', C, 112, 112]
+        target = crop.permute(0, 3, 1, 2)
+        found = any(torch.equal(windows[:, y, x], target) or torch.equal(windows[:, y, x], target.flip(-1))
+                    for y in range(windows.shape[1]) for x in range(windows.shape[2]))
+        assert found
+    uncropped = ClipTransform(train=True, augment=False, normalize=False)(views(), np.random.default_rng(0))
+    assert uncropped.shape == (4, 128, 171, 3)

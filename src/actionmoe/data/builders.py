@@ -58,7 +58,8 @@ def build_dataset(data: DataConfig, splits: DatasetSplits, subset: str, cache: C
     train = subset == "train"
     transform = ClipTransform(
         crop_size=data.crop_size, train=train, flip=data.flip, num_crops=1 if train else data.test_crops,
-        normalize=not data.normalize_on_device, mean=tuple(data.mean), std=tuple(data.std),
+        normalize=not (data.normalize_on_device or data.augment_on_device), augment=not data.augment_on_device,
+        mean=tuple(data.mean), std=tuple(data.std),
     )
     spec = build_clip_spec(data, num_clips=1 if train else data.test_clips)
     records = {"train": splits.train, "val": splits.val, "test": splits.test}[subset]

@@ -57,13 +57,31 @@ def normalize_clip(
     return (x - mean_t) / std_t
 
 
+def device_augment(batch: torch.Tensor, crop_size: int, flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop (and flip) per clip of a uint8 batch on its own device; [B, T, H, W, C] -> [B, T, s, s, C].
+
+    For ``augment_on_device``: loader workers then only decode, and the GPU does the rest.
+    """
+    batch_size, _, height, width, _ = batch.shape
+    _check_crop(height, width, crop_size)
+    tops = torch.randint(0, height - crop_size + 1, (batch_size,), generator=generator)
+    lefts = torch.randint(0, width - crop_size + 1, (batch_size,), generator=generator)
+    flips = torch.rand(batch_size, generator=generator) < 0.5 if flip else torch.zeros(batch_size, dtype=torch.bool)
+    crops = []
+    for clip, top, left, mirror in zip(batch, tops.tolist(), lefts.tolist(), flips.tolist()):
+        view = clip[:, top : top + crop_size, left : left + crop_size]
+        crops.append(view.flip(2) if mirror else view)
+    return torch.stack(crops)
+
+
 @dataclass(frozen=True)
 class ClipTransform:
     """Training: random crop + optional flip. Evaluation: centre crop or 3 crops per clip.
 
     Call with uint8 views [V, T, H, W, C]; returns [C, T, s, s] when training and
     [V * crops, C, T, s, s] when evaluating. With ``normalize=False`` the result stays uint8 THWC
-    ([T, s, s, C] / [V * crops, T, s, s, C]) for ``normalize_clip`` on the device.
+    ([T, s, s, C] / [V * crops, T, s, s, C]) for ``normalize_clip`` on the device; with
+    ``augment=False`` training clips are returned uncropped uint8 [T, H, W, C] for ``device_augment``.
     """
 
     crop_size: int = 112
@@ -71,11 +89,14 @@ class ClipTransform:
     flip: bool = True
     num_crops: int = 1
     normalize: bool = True
+    augment: bool = True
     mean: tuple[float, ...] = KINETICS_MEAN
     std: tuple[float, ...] = KINETICS_STD
 
     def __call__(self, views: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         height, width = views.shape[-3:-1]
+        if self.train and not self.augment:
+            return torch.from_numpy(np.ascontiguousarray(views[0]))
         if self.train:
             top, left = random_crop_box(height, width, self.crop_size, rng)
             clip = crop(views[0], top, left, self.crop_size)
