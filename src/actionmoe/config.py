@@ -81,12 +81,36 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Backbone, motion module and classification head."""
+
+    weights: str = "none"  # none | kinetics400 | path to a .pth / .safetensors state dict
+    layer4_temporal_stride: bool = True  # False keeps T=4 after layer4 (+5% FLOPs, weights still load)
+    motion_taps: tuple[str, ...] = ("layer4",)  # any of layer2, layer3, layer4; [] = no motion module
+    motion_reduction: int = 8
+    motion_fusion: str = "gate"  # gate: X + X * (sigmoid(M) - 0.5) | residual: X + M
+    motion_descriptor: bool = False  # also feed pooled |feature differences| to the head
+    head: str = "moe"  # moe | linear
+    feature_dropout: float = 0.3
+    num_experts: int = 4
+    top_k: int = 2
+    gate_hidden: int = 256
+    expert_hidden: int = 1024
+    expert_dropout: float = 0.1
+    noisy_gating: bool = True
+    balance: str = "shazeer"  # shazeer (importance + load) | switch | none
+    balance_weight: float = 0.01
+    z_loss_weight: float = 0.001
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a run."""
 
     data: DataConfig = field(default_factory=DataConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def builtin_config_names() -> list[str]:

@@ -1,0 +1,208 @@
+"""Mixture-of-experts classification head: MLP gate, noisy top-k routing, residual MLP experts.
+
+Routing follows Shazeer et al. (2017): clean logits H0 = g(x) Wg, noise std softplus(g(x) Wn) + 0.01,
+noisy logits H = H0 + eps * std (training only), keep the top k of H, softmax over the kept values.
+Wg and Wn start at zero, so routing starts uniform. With k = 1 the kept gate is the softmax
+probability of the chosen expert (Switch Transformer), so the task loss still trains the router.
+
+Balancing (computed in float32 over the whole batch, and over all ranks when ``reduce`` is set):
+
+- ``shazeer``: CV^2(importance) + CV^2(load), importance_i = sum_x G(x)_i and
+  load_i = sum_x Phi((H0_i - threshold_i) / std_i) with threshold_i the (k+1)-th largest noisy logit
+  when expert i is in the top k, else the k-th. Without noise (evaluation), load counts assignments.
+- ``switch``: E * sum_i f_i P_i, f_i the fraction of assignments to expert i, P_i its mean probability.
+- router z-loss: mean(logsumexp(H0)^2).
+
+All experts run densely on stacked weights and are mixed by the sparse gates: at one token per
+clip that is faster than dispatching, and it compiles without graph breaks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CV_EPS = 1e-10
+
+
+class RoutingStats(NamedTuple):
+    gates: torch.Tensor  # [B, E] sparse, k non-zero per row
+    router_probs: torch.Tensor  # [B, E] softmax of the routing logits
+    fraction_routed: torch.Tensor  # [E] share of assignments per expert
+    importance: torch.Tensor  # [E] sum of gate values
+    load: torch.Tensor  # [E] smooth load estimate (noisy training) or assignment counts
+    balance_loss: torch.Tensor  # scalar, before its weight
+    z_loss: torch.Tensor  # scalar, before its weight
+
+
+class HeadOutput(NamedTuple):
+    logits: torch.Tensor  # [B, num_classes]
+    aux_loss: torch.Tensor  # scalar, weighted; the engine adds it to the task loss
+    routing: RoutingStats | None
+
+
+def cv_squared(values: torch.Tensor) -> torch.Tensor:
+    """Squared coefficient of variation with population variance: var / (mean^2 + 1e-10)."""
+    return values.var(unbiased=False) / (values.mean() ** 2 + CV_EPS)
+
+
+class NoisyTopKRouter(nn.Module):
+    """[B, D] -> gate logits; a two-layer MLP whose output layers start at zero."""
+
+    def __init__(self, in_features: int, num_experts: int, hidden: int, noisy: bool) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
+        self.w_gate = nn.Linear(hidden, num_experts, bias=False)
+        self.w_noise = nn.Linear(hidden, num_experts, bias=False)
+        nn.init.zeros_(self.w_gate.weight)
+        nn.init.zeros_(self.w_noise.weight)
+        self.noisy = noisy
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Returns clean logits [B, E], routing logits [B, E] (noisy in training), noise std or None."""
+        h = self.hidden(x)
+        clean = self.w_gate(h)
+        if not (self.noisy and self.training):
+            return clean, clean, None
+        noise_std = F.softplus(self.w_noise(h)) + 0.01
+        return clean, clean + torch.randn_like(clean) * noise_std, noise_std
+
+
+def top_k_gates(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse gates [B, E] and the sorted top-(k+1) logits [B, min(k+1, E)]."""
+    top_values, top_indices = logits.topk(min(top_k + 1, logits.shape[1]), dim=1)
+    kept = top_indices[:, :top_k]
+    if top_k == 1:  # Switch-style: keep the probability so the router gets a gradient
+        values = logits.softmax(dim=1).gather(1, kept)
+    else:
+        values = top_values[:, :top_k].softmax(dim=1)
+    return torch.zeros_like(logits).scatter(1, kept, values), top_values
+
+
+def smooth_load(
+    clean: torch.Tensor, noisy: torch.Tensor, noise_std: torch.Tensor, top_values: torch.Tensor, top_k: int
+) -> torch.Tensor:
+    """Shazeer's differentiable load estimate sum_x P(x, i); [E]. Needs E > k."""
+    threshold_if_in = top_values[:, top_k : top_k + 1]  # (k+1)-th largest noisy logit, [B, 1]
+    threshold_if_out = top_values[:, top_k - 1 : top_k]  # k-th largest
+    is_in = noisy > threshold_if_in
+    prob_if_in = normal_cdf((clean - threshold_if_in) / noise_std)
+    prob_if_out = normal_cdf((clean - threshold_if_out) / noise_std)
+    return torch.where(is_in, prob_if_in, prob_if_out).sum(dim=0)
+
+
+def normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+
+
+def routing_statistics(
+    clean: torch.Tensor,
+    noisy: torch.Tensor,
+    noise_std: torch.Tensor | None,
+    top_k: int,
+    balance: str,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> RoutingStats:
+    """Gates, balance statistics and losses from the router's logits (all float32)."""
+    gates, top_values = top_k_gates(noisy, top_k)
+    probs = noisy.softmax(dim=1)
+    num_experts = gates.shape[1]
+    assigned = (gates > 0).float()
+    if noise_std is not None and num_experts > top_k:
+        load = smooth_load(clean, noisy, noise_std, top_values, top_k)
+    else:
+        load = assigned.sum(dim=0)
+    sums = torch.stack([gates.sum(0), load, assigned.sum(0), probs.sum(0)])  # [4, E]
+    if reduce is not None:
+        sums = reduce(sums)
+    importance, load, counts, prob_sums = sums.unbind(0)
+    fraction = counts / counts.sum().clamp_min(1.0)
+    samples = (counts.sum() / top_k).clamp_min(1.0)
+    if balance == "shazeer":
+        balance_loss = cv_squared(importance) + cv_squared(load)
+    elif balance == "switch":
+        balance_loss = num_experts * (fraction * prob_sums / samples).sum()
+    else:
+        balance_loss = torch.zeros((), device=gates.device)
+    z_loss = torch.logsumexp(clean, dim=1).pow(2).mean()
+    return RoutingStats(gates, probs, fraction, importance, load, balance_loss, z_loss)
+
+
+class ResidualExperts(nn.Module):
+    """E residual MLP experts on stacked weights, computed densely: [B, D] -> [B, E, C].
+
+    Expert e: y = x + W2 dropout(GELU(W1 LN_e(x))); out = Wout y.
+    """
+
+    def __init__(self, num_experts: int, in_features: int, hidden: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        e, d, h, c = num_experts, in_features, hidden, num_classes
+        self.norm_weight = nn.Parameter(torch.ones(e, d))
+        self.norm_bias = nn.Parameter(torch.zeros(e, d))
+        self.w1 = nn.Parameter(torch.empty(e, d, h).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d)))
+        self.b1 = nn.Parameter(torch.zeros(e, h))
+        self.w2 = nn.Parameter(torch.empty(e, h, d).normal_(0, 0.02 / math.sqrt(h)))
+        self.b2 = nn.Parameter(torch.zeros(e, d))
+        self.w_out = nn.Parameter(torch.empty(e, d, c).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d)))
+        self.b_out = nn.Parameter(torch.zeros(e, c))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.layer_norm(x, x.shape[-1:])[:, None, :] * self.norm_weight + self.norm_bias  # [B, E, D]
+        hidden = self.dropout(F.gelu(torch.einsum("bed,edh->beh", normed, self.w1) + self.b1))  # [B, E, H]
+        residual = x[:, None, :] + torch.einsum("beh,ehd->bed", hidden, self.w2) + self.b2  # [B, E, D]
+        return torch.einsum("bed,edc->bec", residual, self.w_out) + self.b_out  # [B, E, C]
+
+
+class MoEHead(nn.Module):
+    """[B, D] features -> HeadOutput with logits, weighted auxiliary loss and routing statistics."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        num_experts: int = 4,
+        top_k: int = 2,
+        gate_hidden: int = 256,
+        expert_hidden: int = 1024,
+        expert_dropout: float = 0.1,
+        noisy_gating: bool = True,
+        balance: str = "shazeer",
+        balance_weight: float = 0.01,
+        z_loss_weight: float = 0.001,
+    ) -> None:
+        super().__init__()
+        if num_experts < 1 or not 1 <= top_k <= num_experts:
+            raise ValueError(f"need 1 <= top_k <= num_experts, got top_k={top_k}, num_experts={num_experts}")
+        if balance not in ("shazeer", "switch", "none"):
+            raise ValueError(f"balance must be shazeer, switch or none, got {balance!r}")
+        self.top_k, self.balance = top_k, balance
+        self.balance_weight, self.z_loss_weight = balance_weight, z_loss_weight
+        self.router = NoisyTopKRouter(in_features, num_experts, gate_hidden, noisy_gating)
+        self.experts = ResidualExperts(num_experts, in_features, expert_hidden, num_classes, expert_dropout)
+        self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # set by distributed training
+
+    def forward(self, features: torch.Tensor) -> HeadOutput:
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            clean, noisy, noise_std = self.router(features.float())
+            routing = routing_statistics(clean, noisy, noise_std, self.top_k, self.balance, self.reduce)
+        expert_logits = self.experts(features)  # [B, E, C]
+        logits = torch.einsum("be,bec->bc", routing.gates.to(expert_logits.dtype), expert_logits)
+        aux_loss = self.balance_weight * routing.balance_loss + self.z_loss_weight * routing.z_loss
+        return HeadOutput(logits, aux_loss, routing)
+
+
+class LinearHead(nn.Module):
+    """The plain baseline head (for ablations): [B, D] -> HeadOutput without routing."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> HeadOutput:
+        return HeadOutput(self.fc(features), features.new_zeros(()), None)

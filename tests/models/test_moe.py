@@ -1,0 +1,171 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from actionmoe.models.moe import MoEHead, ResidualExperts, cv_squared, routing_statistics, top_k_gates
+
+torch.manual_seed(0)
+
+
+def head(**kwargs) -> MoEHead:
+    options = dict(in_features=16, num_classes=5, num_experts=4, top_k=2, gate_hidden=8, expert_hidden=12)
+    return MoEHead(**{**options, **kwargs})
+
+
+def test_exactly_k_gates_summing_to_one():
+    model = head(top_k=2).train()
+    out = model(torch.randn(32, 16))
+    gates = out.routing.gates
+    assert out.logits.shape == (32, 5)
+    assert ((gates > 0).sum(dim=1) == 2).all()
+    assert torch.allclose(gates.sum(dim=1), torch.ones(32))
+
+
+def test_k1_uses_the_switch_probability_so_the_router_learns():
+    model = head(top_k=1, noisy_gating=False).eval()
+    with torch.no_grad():
+        model.router.w_gate.weight.normal_()
+    features = torch.randn(8, 16)
+    out = model(features)
+    assert ((out.routing.gates > 0).sum(dim=1) == 1).all()
+    assert torch.allclose(out.routing.gates.max(dim=1).values, out.routing.router_probs.max(dim=1).values)
+    out.logits.sum().backward()
+    assert model.router.w_gate.weight.grad.abs().sum() > 0
+
+
+def test_zero_initialised_routing_starts_uniform():
+    out = head().eval()(torch.randn(6, 16))
+    assert torch.allclose(out.routing.router_probs, torch.full((6, 4), 0.25))
+    assert torch.allclose(out.routing.gates[out.routing.gates > 0], torch.full((12,), 0.5))
+
+
+def test_noise_only_in_training_and_evaluation_is_deterministic():
+    model = head()
+    with torch.no_grad():
+        model.router.w_gate.weight.normal_()
+        model.router.w_noise.weight.normal_()
+    features = torch.randn(64, 16)
+    model.eval()
+    first, second = model(features), model(features)
+    assert torch.equal(first.logits, second.logits) and torch.equal(first.routing.gates, second.routing.gates)
+    model.train()
+    model.experts.dropout.p = 0.0
+    assert not torch.equal(model(features).routing.gates, model(features).routing.gates)
+
+
+def naive_experts(experts: ResidualExperts, x: torch.Tensor) -> torch.Tensor:
+    """One expert at a time, with nn.functional building blocks."""
+    outputs = []
+    for e in range(experts.w1.shape[0]):
+        normed = torch.nn.functional.layer_norm(x, x.shape[-1:], experts.norm_weight[e], experts.norm_bias[e])
+        hidden = torch.nn.functional.gelu(normed @ experts.w1[e] + experts.b1[e])
+        residual = x + hidden @ experts.w2[e] + experts.b2[e]
+        outputs.append(residual @ experts.w_out[e] + experts.b_out[e])
+    return torch.stack(outputs, dim=1)
+
+
+def test_dense_experts_equal_a_naive_loop():
+    model = head(expert_dropout=0.0).eval()
+    with torch.no_grad():
+        for param in model.experts.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    x = torch.randn(10, 16)
+    assert torch.allclose(model.experts(x), naive_experts(model.experts, x), atol=1e-5)
+    gates = model(x).routing.gates
+    mixed = torch.stack([sum(gates[b, e] * naive_experts(model.experts, x)[b, e] for e in range(4)) for b in range(10)])
+    assert torch.allclose(model(x).logits, mixed, atol=1e-5)
+
+
+# A fixed example: 4 samples, 3 experts, k = 2.
+CLEAN = [[0.5, -0.2, 0.1], [0.0, 0.3, -0.4], [1.0, 0.9, -1.0], [-0.3, 0.2, 0.25]]
+EPS = [[0.3, -1.0, 0.5], [-0.2, 0.4, 1.5], [0.1, -0.1, 0.2], [0.6, 0.0, -0.7]]
+NOISE_STD = [[0.2, 0.5, 0.3], [0.4, 0.1, 0.6], [0.25, 0.35, 0.45], [0.3, 0.3, 0.3]]
+
+
+def hand_reference(k: int = 2) -> dict:
+    """The formulas of Shazeer et al. and Switch, evaluated in float64 with plain Python."""
+    phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    experts = 3
+    noisy = [[c + e * s for c, e, s in zip(cr, er, sr)] for cr, er, sr in zip(CLEAN, EPS, NOISE_STD)]
+    importance, load, counts, prob_sum = [0.0] * experts, [0.0] * experts, [0.0] * experts, [0.0] * experts
+    for row, clean_row, std_row in zip(noisy, CLEAN, NOISE_STD):
+        order = sorted(range(experts), key=lambda i: -row[i])
+        kept = order[:k]
+        denominator = sum(math.exp(row[i]) for i in kept)
+        all_denominator = sum(math.exp(v) for v in row)
+        kth, k1th = row[order[k - 1]], row[order[k]]
+        for i in range(experts):
+            if i in kept:
+                importance[i] += math.exp(row[i]) / denominator
+                counts[i] += 1
+            threshold = k1th if i in kept else kth
+            load[i] += phi((clean_row[i] - threshold) / std_row[i])
+            prob_sum[i] += math.exp(row[i]) / all_denominator
+
+    def cv2(values):
+        mean = sum(values) / len(values)
+        return (sum((v - mean) ** 2 for v in values) / len(values)) / (mean**2 + 1e-10)
+
+    fraction = [c / sum(counts) for c in counts]
+    switch = experts * sum(f * p / len(CLEAN) for f, p in zip(fraction, prob_sum))
+    z = sum(math.log(sum(math.exp(v) for v in row)) ** 2 for row in CLEAN) / len(CLEAN)
+    return {"shazeer": cv2(importance) + cv2(load), "switch": switch, "z": z, "importance": importance, "load": load}
+
+
+@pytest.mark.parametrize("balance", ["shazeer", "switch"])
+def test_balance_losses_equal_a_float64_hand_computation(balance):
+    clean = torch.tensor(CLEAN, dtype=torch.float64)
+    std = torch.tensor(NOISE_STD, dtype=torch.float64)
+    noisy = clean + torch.tensor(EPS, dtype=torch.float64) * std
+    stats = routing_statistics(clean, noisy, std, top_k=2, balance=balance)
+    expected = hand_reference()
+    assert stats.balance_loss.item() == pytest.approx(expected[balance], rel=1e-10, abs=1e-12)
+    assert stats.z_loss.item() == pytest.approx(expected["z"], rel=1e-12)
+    if balance == "shazeer":
+        assert np.allclose(stats.importance.numpy(), expected["importance"], rtol=1e-12)
+        assert np.allclose(stats.load.numpy(), expected["load"], rtol=1e-12)
+
+
+def routed(assignment: list[int], experts: int = 4) -> torch.Tensor:
+    """Logits that send sample b to expert assignment[b] (k = 1, no noise)."""
+    logits = torch.full((len(assignment), experts), -4.0)
+    logits[torch.arange(len(assignment)), torch.tensor(assignment)] = 4.0
+    return logits
+
+
+@pytest.mark.parametrize("balance", ["shazeer", "switch"])
+def test_balance_loss_is_minimal_for_even_routing_and_grows_with_imbalance(balance):
+    losses = []
+    for assignment in ([0, 1, 2, 3] * 2, [0, 0, 1, 2, 3, 0, 1, 2], [0, 0, 0, 0, 1, 1, 2, 3], [0] * 8):
+        logits = routed(assignment)
+        losses.append(routing_statistics(logits, logits, None, top_k=1, balance=balance).balance_loss.item())
+    assert losses == sorted(losses) and losses[0] < losses[-1]
+    if balance == "shazeer":
+        assert losses[0] == pytest.approx(0.0, abs=1e-6)
+    else:
+        assert losses[0] == pytest.approx(1.0, rel=1e-2)  # E * sum(1/E * 1/E) with near-one-hot probabilities
+
+
+def test_cv_squared_uses_population_variance():
+    assert cv_squared(torch.tensor([1.0, 3.0])).item() == pytest.approx(1.0 / 4.0)
+
+
+def test_reduce_hook_sees_the_batch_sums():
+    seen = []
+    model = head()
+    model.reduce = lambda sums: seen.append(sums.shape) or sums * 2
+    model(torch.randn(4, 16))
+    assert seen == [torch.Size([4, 4])]
+
+
+def test_top_k_gates_masks_the_rest():
+    gates, _ = top_k_gates(torch.tensor([[3.0, 1.0, 2.0, 0.0]]), 2)
+    assert (gates[0, [1, 3]] == 0).all() and gates[0, 0] > gates[0, 2] > 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(top_k=5), dict(top_k=0), dict(balance="other")])
+def test_bad_head_arguments(kwargs):
+    with pytest.raises(ValueError):
+        head(**kwargs)
