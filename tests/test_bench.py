@@ -16,3 +16,16 @@ def test_bench_data_json(capsys, shared_data):
     assert all(r["clips_per_s"] > 0 for r in result["rows"])
     assert {"cache_vs_best_cold_decode", "best_decoder"} <= set(result["ratios"])
     assert result["machine"]["cores"] >= 1 and result["machine"]["date"]
+
+
+def test_bench_model_structure():
+    from actionmoe.bench.model import Setting, format_model_benchmark, run_model_benchmark
+    from actionmoe.config import ModelConfig
+
+    config = ModelConfig(gate_hidden=16, expert_hidden=32)
+    result = run_model_benchmark(config, "cpu", repeats=1, settings=[Setting("cpu", 1, 16, 32)])
+    (row,) = result["rows"]
+    assert row["setting"] == "cpu 16x32x32 batch 1"
+    assert row["baseline_clips_per_s"] > 0 and row["model_clips_per_s"] > 0
+    assert row["overhead"] == row["baseline_clips_per_s"] / row["model_clips_per_s"] - 1
+    assert "overhead" in format_model_benchmark(result)

@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_data.add_argument("--repeats", type=int, default=3)
     bench_data.add_argument("--json", action="store_true")
     bench_data.set_defaults(handler=cmd_bench_data)
+    bench_model = bench_commands.add_parser("model", help="training clips/s against plain R(2+1)D-18")
+    bench_model.add_argument("--device", choices=["cpu", "cuda"])
+    bench_model.add_argument("--repeats", type=int, default=3)
+    bench_model.add_argument("--no-compile", action="store_true", help="skip the torch.compile row on CUDA")
+    bench_model.add_argument("--json", action="store_true")
+    _add_config_args(bench_model)
+    bench_model.set_defaults(handler=cmd_bench_model)
     bench.set_defaults(handler=lambda _: bench.print_help() or 2)
 
     data = commands.add_parser("data", help="acquire and inspect datasets")
@@ -263,6 +270,15 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 
     result = run_data_benchmark(args.videos, args.count, args.repeats)
     print(json.dumps(result, indent=2) if args.json else format_data_benchmark(result))
+    return 0
+
+
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from actionmoe.bench.model import format_model_benchmark, run_model_benchmark
+
+    config = resolve_config(args)
+    result = run_model_benchmark(config.model, args.device, args.repeats, compile_too=not args.no_compile)
+    print(json.dumps(result, indent=2) if args.json else format_model_benchmark(result))
     return 0
 
 
