@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(demo, default="demo")
     demo.set_defaults(handler=cmd_demo)
 
+    train = commands.add_parser("train", help="train one split (resumes from RUN_DIR/last.safetensors)")
+    train.add_argument("--split", type=int)
+    train.add_argument("--root", type=Path, help="dataset root (data.root)")
+    train.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-split<N>)")
+    train.add_argument("--force", action="store_true", help="start over even if the run folder holds a run")
+    _add_config_args(train, default="hmdb51")
+    train.set_defaults(handler=cmd_train)
+
     bench = commands.add_parser("bench", help="benchmarks: print a table (or --json) with machine and date")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="WHAT")
     bench_data = bench_commands.add_parser("data", help="decoder and cache clips/s")
@@ -265,6 +273,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from actionmoe.engine.run import run_training
+
+    config = resolve_config(args, **{"data.split": args.split, "data.root": args.root})
+    result = run_training(config, args.out, args.force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result.message)
+        if result.test:
+            print(f"test top-1 {result.test['top1']:.3f}, top-5 {result.test['top5']:.3f} "
+                  f"({result.test['videos']} videos, views {result.test['views']})")
+        print(f"run folder: {result.run_dir}")
+    return 0
+
+
 def cmd_bench_data(args: argparse.Namespace) -> int:
     from actionmoe.bench.data import format_data_benchmark, run_data_benchmark
 
@@ -288,6 +310,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     result = run_demo(config, args.out)
     print(format_summary(result.summary, config.data.split))
+    print(result.training.message)
+    if result.training.test:
+        test = result.training.test
+        print(f"test top-1 {test['top1']:.3f}, top-5 {test['top5']:.3f} on {test['videos']} held-out videos "
+              f"(chance {1 / result.summary['num_classes']:.3f})")
     print(f"dataset: {result.dataset_root}")
-    print(f"outputs: {result.out}")
+    print(f"run folder: {result.training.run_dir} (checkpoints, metrics.jsonl, test_metrics.json)")
     return 0

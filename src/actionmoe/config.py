@@ -104,6 +104,35 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, precision, checkpointing and stopping."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum)
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 0.05
+    scheduler: str = "plateau"  # plateau (on validation accuracy) | cosine (with warmup)
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    warmup_epochs: int = 1
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    accumulate: int = 1  # optimizer step every N batches
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    channels_last: bool = True  # channels_last_3d on CUDA
+    compile: bool = False
+    freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
+    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP
+    early_stop_patience: int = 0  # epochs without validation improvement; 0 = off
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a run."""
 
@@ -111,6 +140,7 @@ class Config:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def builtin_config_names() -> list[str]:

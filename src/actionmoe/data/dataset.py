@@ -116,16 +116,19 @@ def collate_clips(items: list) -> dict:
 class EpochSampler(Sampler):
     """Yields (epoch, index) keys; shuffles with (seed, epoch) and shards across ranks like DistributedSampler."""
 
-    def __init__(self, num_items: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, num_items: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 pad: bool = True) -> None:
         self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.num_items / self.world_size)
+        if self.pad:
+            return math.ceil(self.num_items / self.world_size)
+        return len(range(self.rank, self.num_items, self.world_size))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
@@ -133,9 +136,9 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.num_items, generator=generator).tolist()
         else:
             order = list(range(self.num_items))
-        padded = len(self) * self.world_size
-        order += order[: padded - len(order)]  # every rank gets the same number of items
-        return iter([(self.epoch, index) for index in order[self.rank : padded : self.world_size]])
+        if self.pad:  # every rank gets the same number of items (training); evaluation counts each once
+            order += order[: math.ceil(self.num_items / self.world_size) * self.world_size - len(order)]
+        return iter([(self.epoch, index) for index in order[self.rank :: self.world_size]])
 
 
 class SkippingLoader:
@@ -171,8 +174,10 @@ def build_loader(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    pad: bool = True,
 ) -> SkippingLoader:
-    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size)
+    """Batches of ``batch_size`` (fewer when videos fail); ``pad=False`` for evaluation shards."""
+    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size, pad)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -182,5 +187,6 @@ def build_loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),  # worker seeds never draw from the global RNG
     )
     return SkippingLoader(loader)

@@ -58,16 +58,16 @@ class NoisyTopKRouter(nn.Module):
         super().__init__()
         self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
         self.w_gate = nn.Linear(hidden, num_experts, bias=False)
-        self.w_noise = nn.Linear(hidden, num_experts, bias=False)
         nn.init.zeros_(self.w_gate.weight)
-        nn.init.zeros_(self.w_noise.weight)
-        self.noisy = noisy
+        self.w_noise = nn.Linear(hidden, num_experts, bias=False) if noisy else None  # unused weights break DDP
+        if self.w_noise is not None:
+            nn.init.zeros_(self.w_noise.weight)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns clean logits [B, E], routing logits [B, E] (noisy in training), noise std or None."""
         h = self.hidden(x)
         clean = self.w_gate(h)
-        if not (self.noisy and self.training):
+        if self.w_noise is None or not self.training:
             return clean, clean, None
         noise_std = F.softplus(self.w_noise(h)) + 0.01
         return clean, clean + torch.randn_like(clean) * noise_std, noise_std
@@ -190,7 +190,8 @@ class MoEHead(nn.Module):
     def forward(self, features: torch.Tensor) -> HeadOutput:
         with torch.autocast(device_type=features.device.type, enabled=False):
             clean, noisy, noise_std = self.router(features.float())
-            routing = routing_statistics(clean, noisy, noise_std, self.top_k, self.balance, self.reduce)
+            reduce = self.reduce if self.training else None  # evaluation shards differ in length per rank
+            routing = routing_statistics(clean, noisy, noise_std, self.top_k, self.balance, reduce)
         expert_logits = self.experts(features)  # [B, E, C]
         logits = torch.einsum("be,bec->bc", routing.gates.to(expert_logits.dtype), expert_logits)
         aux_loss = self.balance_weight * routing.balance_loss + self.z_loss_weight * routing.z_loss

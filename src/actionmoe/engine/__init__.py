@@ -1,0 +1,1 @@
+"""Engine: device and precision, distributed set-up, checkpoints, optimisation and the training loop."""

@@ -1,0 +1,72 @@
+import os
+
+import pytest
+import torch
+
+from actionmoe.engine import checkpoint as checkpoint_module
+from actionmoe.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, rng_state, save_checkpoint
+
+
+def sample_checkpoint() -> Checkpoint:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    meta = {"epoch": 3, "classes": ["a", "b"], "config": {"x": [1, 2]}, "best_metric": float("-inf")}
+    return Checkpoint(model.state_dict(), meta, optimizer.state_dict(), rng_state())
+
+
+def test_round_trip_restores_everything(tmp_path):
+    original = sample_checkpoint()
+    save_checkpoint(tmp_path / "c.safetensors", original)
+    loaded = load_checkpoint(tmp_path / "c.safetensors", training_state=True)
+    assert all(torch.equal(loaded.model[k], v) for k, v in original.model.items())
+    assert loaded.meta["classes"] == ["a", "b"] and loaded.meta["epoch"] == 3
+    assert loaded.meta["best_metric"] == float("-inf")
+    optimizer = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    optimizer.load_state_dict(loaded.optimizer)
+    assert torch.equal(optimizer.state_dict()["state"][0]["exp_avg"], original.optimizer["state"][0]["exp_avg"])
+    assert torch.equal(loaded.rng["torch"], original.rng["torch"])
+    inference_only = load_checkpoint(tmp_path / "c.safetensors")
+    assert inference_only.optimizer is None and inference_only.rng == {}
+
+
+def test_the_file_holds_no_pickle(tmp_path):
+    save_checkpoint(tmp_path / "c.safetensors", sample_checkpoint())
+    data = (tmp_path / "c.safetensors").read_bytes()
+    assert b"\x80\x02" not in data[:64] and data[8:9] == b"{"  # safetensors: length + JSON header
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, sample_checkpoint())
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
+    changed = sample_checkpoint()
+    changed.meta["epoch"] = 4
+    with pytest.raises(OSError):
+        save_checkpoint(path, changed)
+    assert path.read_bytes() == before and load_checkpoint(path).meta["epoch"] == 3
+    assert os.listdir(tmp_path) == ["last.safetensors"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"])
+def test_corrupt_or_foreign_files_are_clear_errors(tmp_path, content):
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="corrupt or not an actionmoe checkpoint|not an actionmoe checkpoint"):
+        load_checkpoint(path)
+
+
+def test_plain_safetensors_without_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(CheckpointError, match="no actionmoe metadata"):
+        load_checkpoint(tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.safetensors")

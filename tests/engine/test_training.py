@@ -1,0 +1,191 @@
+"""Training end to end on the tiny synthetic dataset: learning, resume after SIGKILL, torchrun, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from actionmoe.cli import main
+from actionmoe.config import SynthConfig, load_config
+from actionmoe.data.synthetic import write_synthetic_hmdb51
+from actionmoe.engine.checkpoint import load_checkpoint
+from actionmoe.engine.run import run_training
+
+TINY = [
+    "data.clip_len=8", "data.resize=[32,40]", "data.crop_size=24", "data.presample_frames=8", "data.flip=false",
+    "data.num_workers=0", "data.val_fraction=0.2", "model.layer4_temporal_stride=false", "model.expert_hidden=32",
+    "model.gate_hidden=16", "model.motion_taps=[\"layer4\"]", "train.batch_size=4", "train.lr=0.002",
+    "train.backbone_lr_scale=1.0", "train.scheduler=cosine", "train.warmup_epochs=0",
+]
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory) -> Path:
+    """3 motion classes x 10 videos, extracted through the real acquisition path."""
+    archives = tmp_path_factory.mktemp("train_archives")
+    write_synthetic_hmdb51(archives, SynthConfig(classes=3, videos_per_class=10, frames=12, width=48, height=40))
+    root = archives.parent / "train_dataset"
+    assert main(["data", "download", "hmdb51", "--root", str(root), "--archives", str(archives),
+                 "--checksums", str(archives / "checksums.md5")]) == 0
+    return root
+
+
+def tiny_config(root: Path, *extra: str):
+    return load_config(None, [f"data.root={root}", *TINY, *extra])
+
+
+def cli_args(root: Path, out: Path, *extra: str) -> list[str]:
+    args = ["train", "--config", "demo", "--root", str(root), "--out", str(out)]
+    for item in [*TINY, *extra]:
+        args += ["--set", item]
+    return args
+
+
+def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "last.safetensors").model
+
+
+def epochs_logged(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_loss_falls_and_accuracy_beats_chance(dataset_root, tmp_path):
+    result = run_training(tiny_config(dataset_root, "train.epochs=8", "model.feature_dropout=0.0"), tmp_path / "run")
+    rows = epochs_logged(tmp_path / "run")
+    assert len(rows) == 8 and result.trained
+    assert rows[-1]["task_loss"] < 0.7 * rows[0]["task_loss"]
+    assert max(r["train_top1"] for r in rows[-3:]) >= 0.7  # chance is 1/3
+    assert set(rows[0]) >= {"loss", "aux_loss", "lr", "clips_per_s", "expert_fraction", "val_top1", "val_top5"}
+    assert len(rows[0]["expert_fraction"]) == 4 and abs(sum(rows[0]["expert_fraction"]) - 1) < 1e-5
+    meta = load_checkpoint(tmp_path / "run" / "best.safetensors").meta
+    assert meta["classes"] == ["move_left", "move_right", "rotate_cw"] and meta["preprocessing"]["crop_size"] == 24
+    test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert test["videos"] == 9 and test["checkpoint"] == "best.safetensors"
+
+
+def test_finished_run_is_not_retrained_without_force(dataset_root, tmp_path, capsys):
+    args = cli_args(dataset_root, tmp_path / "run", "train.epochs=1")
+    assert main(args) == 0
+    before = (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "holds a finished run" in capsys.readouterr().out
+    assert (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns == before
+    assert main([*args, "--force"]) == 0
+    assert (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns != before
+    assert len(epochs_logged(tmp_path / "run")) == 1
+
+
+def run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "actionmoe", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path):
+    common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1"]
+    reference = run_cli(cli_args(dataset_root, tmp_path / "straight", *common))
+    assert reference.wait(timeout=600) == 0, reference.stdout.read()
+
+    killed = run_cli(cli_args(dataset_root, tmp_path / "killed", *common))
+    deadline = time.time() + 300
+    while len(epochs_logged(tmp_path / "killed")) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert load_checkpoint(tmp_path / "killed" / "last.safetensors").meta["epoch"] == 0
+    assert len(epochs_logged(tmp_path / "killed")) == 1
+
+    resumed = run_cli(cli_args(dataset_root, tmp_path / "killed", *common))
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    assert [r["epoch"] for r in epochs_logged(tmp_path / "killed")] == [0, 1, 2]
+    expected, actual = model_state(tmp_path / "straight"), model_state(tmp_path / "killed")
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+def test_two_process_torchrun_matches_one_process(dataset_root, tmp_path):
+    exact = ["train.epochs=2", "train.freeze_bn=true", "model.feature_dropout=0.0", "model.expert_dropout=0.0",
+             "model.noisy_gating=false", "train.optimizer=sgd", "train.lr=0.01"]
+    single = run_cli(cli_args(dataset_root, tmp_path / "single", *exact, "train.batch_size=4"))
+    assert single.wait(timeout=600) == 0, single.stdout.read()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29561",
+               "-m", "actionmoe", *cli_args(dataset_root, tmp_path / "ddp", *exact, "train.batch_size=2")]
+    ddp = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    assert ddp.stdout.count("run folder:") == 1  # only rank 0 reports
+    assert [r["epoch"] for r in epochs_logged(tmp_path / "ddp")] == [0, 1]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+    expected, actual = model_state(tmp_path / "single"), model_state(tmp_path / "ddp")
+    worst = max((expected[k].float() - actual[k].float()).abs().max().item() for k in expected)
+    assert worst < 1e-4  # float summation order differs between one and two processes
+    single_rows, ddp_rows = epochs_logged(tmp_path / "single"), epochs_logged(tmp_path / "ddp")
+    assert [r["loss"] for r in ddp_rows] == pytest.approx([r["loss"] for r in single_rows], rel=1e-4)
+    assert [r["val_videos"] for r in ddp_rows] == [r["val_videos"] for r in single_rows]
+
+
+def test_corrupt_checkpoint_is_an_error_not_a_restart(dataset_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.safetensors").write_bytes(b"not a checkpoint")
+    assert main(cli_args(dataset_root, run_dir, "train.epochs=1")) == 2
+    err = capsys.readouterr().err
+    assert "corrupt or not an actionmoe checkpoint" in err and err.count("\n") == 1
+    assert (run_dir / "last.safetensors").read_bytes() == b"not a checkpoint"
+    assert not (run_dir / "best.safetensors").exists()
+
+
+def test_checkpoint_from_another_class_list_is_refused(dataset_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(cli_args(dataset_root, run_dir, "train.epochs=1")) == 0
+    other = tmp_path / "other"
+    write_synthetic_hmdb51(tmp_path / "arch", SynthConfig(classes=4, videos_per_class=4, frames=8, width=48, height=40))
+    assert main(["data", "download", "hmdb51", "--root", str(other), "--archives", str(tmp_path / "arch"),
+                 "--checksums", str(tmp_path / "arch" / "checksums.md5")]) == 0
+    before = (run_dir / "last.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(cli_args(other, run_dir, "train.epochs=2")) == 2
+    assert "was trained on 3 classes" in capsys.readouterr().err
+    assert (run_dir / "last.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--set", "train.nope=1"], "unknown config key train.nope"),
+     (["--split", "4"], "split must be 1, 2 or 3"),
+     (["--set", "train.epochs=0"], "train.epochs must be at least 1")],
+)
+def test_bad_arguments_are_one_line_errors(dataset_root, tmp_path, capsys, extra, message):
+    assert main([*cli_args(dataset_root, tmp_path / "run"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_unwritable_output_folder(dataset_root, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(cli_args(dataset_root, blocker / "run", "train.epochs=1")) == 2
+    assert "cannot write to" in capsys.readouterr().err
+
+
+def test_no_decodable_training_clip(dataset_root, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset_root, broken)
+    for video in (broken / "videos").rglob("*.avi"):
+        video.write_bytes(b"garbage")
+    assert main(cli_args(broken, tmp_path / "run", "train.epochs=1")) == 2
+    err = capsys.readouterr().err
+    assert "no training clip could be decoded" in err and "actionmoe data scan" in err
+    assert not (tmp_path / "run" / "last.safetensors").exists()
