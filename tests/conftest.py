@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from actionmoe.config import SynthConfig
+from actionmoe.config import SynthConfig, load_config
 from actionmoe.data.synthetic import write_synthetic_hmdb51
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,3 +88,50 @@ def http_server():
     yield state
     server.shutdown()
     server.server_close()
+
+
+TINY = [
+    "data.clip_len=8", "data.resize=[32,40]", "data.crop_size=24", "data.presample_frames=8", "data.flip=false",
+    "data.num_workers=0", "data.val_fraction=0.2", "model.layer4_temporal_stride=false", "model.expert_hidden=32",
+    "model.gate_hidden=16", "model.motion_taps=[\"layer4\"]", "train.batch_size=4", "train.lr=0.0005",
+    "train.backbone_lr_scale=1.0", "train.scheduler=cosine", "train.warmup_epochs=0",
+]
+
+
+@pytest.fixture(scope="session")
+def dataset_root(tmp_path_factory) -> Path:
+    """3 motion classes x 10 videos, extracted through the real acquisition path."""
+    archives = tmp_path_factory.mktemp("train_archives")
+    write_synthetic_hmdb51(archives, SynthConfig(classes=3, videos_per_class=10, frames=12, width=48, height=40))
+    root = archives.parent / "train_dataset"
+    from actionmoe.cli import main
+
+    assert main(["data", "download", "hmdb51", "--root", str(root), "--archives", str(archives),
+                 "--checksums", str(archives / "checksums.md5")]) == 0
+    return root
+
+
+def tiny_config(root: Path, *extra: str):
+    return load_config(None, [f"data.root={root}", *TINY, *extra])
+
+
+def cli_args(root: Path, out: Path, *extra: str) -> list[str]:
+    args = ["train", "--config", "demo", "--root", str(root), "--out", str(out)]
+    for item in [*TINY, *extra]:
+        args += ["--set", item]
+    return args
+
+
+def epochs_logged(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="session")
+def trained_run(dataset_root, tmp_path_factory) -> Path:
+    """A two-epoch run of the tiny config trained through the CLI (which also evaluates it)."""
+    from actionmoe.cli import main
+
+    run_dir = tmp_path_factory.mktemp("trained") / "hmdb51-split1"
+    assert main(cli_args(dataset_root, run_dir, "train.epochs=2")) == 0
+    return run_dir

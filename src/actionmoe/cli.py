@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from actionmoe import __version__
@@ -57,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="start over even if the run folder holds a run")
     _add_config_args(train, default="hmdb51")
     train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics, report and plots for a checkpoint on a test split")
+    target = evaluate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--checkpoint", type=Path, help="a best.safetensors / last.safetensors file")
+    target.add_argument("--all-splits", type=Path, metavar="RUN_ROOT",
+                        help="folder holding *split1*/, *split2*/, *split3*/ runs: mean and std over splits")
+    evaluate.add_argument("--split", type=int, help="default: the checkpoint's split")
+    evaluate.add_argument("--views", help="CLIPSxCROPS, e.g. 1x1 (the notebook's protocol) or 10x3")
+    evaluate.add_argument("--root", help="dataset root (default: the checkpoint's data.root)")
+    evaluate.add_argument("--out", type=Path, help="default: <checkpoint folder>/evaluation")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--batch-size", type=int, default=4)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     bench = commands.add_parser("bench", help="benchmarks: print a table (or --json) with machine and date")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="WHAT")
@@ -278,12 +294,72 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = resolve_config(args, **{"data.split": args.split, "data.root": args.root})
     result = run_training(config, args.out, args.force)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(result.message)
-        if result.test:
-            print(f"test top-1 {result.test['top1']:.3f}, top-5 {result.test['top5']:.3f} "
-                  f"({result.test['videos']} videos, views {result.test['views']})")
-        print(f"run folder: {result.run_dir}")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    print(result.message)
+    best = result.run_dir / "best.safetensors"
+    if result.trained or not (result.run_dir / "evaluation" / "metrics.json").exists():
+        evaluate_into(best, result.run_dir / "evaluation", EvaluationArgs(workers=config.data.num_workers))
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+@dataclass(frozen=True)
+class EvaluationArgs:
+    split: int | None = None
+    views: str | None = None
+    root: str | None = None
+    device: str = "auto"
+    batch_size: int = 4
+    workers: int = 2
+
+
+def evaluate_into(checkpoint: Path, out: Path, args: EvaluationArgs, quiet: bool = False) -> dict:
+    """Evaluate ``checkpoint`` on its test split, write the report into ``out``, print the headline."""
+    from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+    from actionmoe.evaluation.metrics import parse_views
+    from actionmoe.evaluation.reports import headline, write_report
+
+    try:
+        views = parse_views(args.views) if args.views else None
+    except ValueError as exc:
+        raise ActionMoEError(str(exc)) from exc
+    options = EvaluationOptions(args.split, views, args.root, args.device, args.batch_size, args.workers)
+    evaluation = evaluate_checkpoint(checkpoint, options)
+    write_report(evaluation, out)
+    if not quiet:
+        print(headline(evaluation.metrics))
+        print(f"report: {out / 'report.md'} (plots and metrics.json beside it)")
+    return evaluation.metrics
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    options = EvaluationArgs(args.split, args.views, args.root, args.device, args.batch_size, args.workers)
+    if args.checkpoint is not None:
+        out = args.out or args.checkpoint.parent / "evaluation"
+        metrics = evaluate_into(args.checkpoint, out, options, quiet=args.json)
+        if args.json:
+            print(json.dumps(metrics, indent=2))
+        return 0
+    return _evaluate_all_splits(args.all_splits, args.out or args.all_splits / "evaluation", options, args.json)
+
+
+def _evaluate_all_splits(run_root: Path, out: Path, options: EvaluationArgs, as_json: bool) -> int:
+    from actionmoe.evaluation.reports import find_split_checkpoints, split_summary, split_summary_markdown
+
+    checkpoints = find_split_checkpoints(run_root)
+    if not checkpoints:
+        raise ActionMoEError(f"no */best.safetensors under {run_root} in folders named like hmdb51-split1")
+    per_split = {split: evaluate_into(path, out / f"split{split}", replace(options, split=split), quiet=as_json)
+                 for split, path in checkpoints.items()}
+    summary = split_summary(per_split)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(split_summary_markdown(summary))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        top1 = summary["top1"]
+        print(f"splits {summary['splits']}: top-1 {top1['mean']:.4f} +- {top1['std']:.4f}; summary: {out / 'summary.md'}")
     return 0
 
 
@@ -311,10 +387,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(config, args.out)
     print(format_summary(result.summary, config.data.split))
     print(result.training.message)
-    if result.training.test:
-        test = result.training.test
-        print(f"test top-1 {test['top1']:.3f}, top-5 {test['top5']:.3f} on {test['videos']} held-out videos "
-              f"(chance {1 / result.summary['num_classes']:.3f})")
+    run_dir = result.training.run_dir
+    evaluate_into(run_dir / "best.safetensors", run_dir / "evaluation", EvaluationArgs(workers=config.data.num_workers))
+    print(f"chance level: {1 / result.summary['num_classes']:.3f}")
     print(f"dataset: {result.dataset_root}")
-    print(f"run folder: {result.training.run_dir} (checkpoints, metrics.jsonl, test_metrics.json)")
+    print(f"run folder: {run_dir} (checkpoints, metrics.jsonl, evaluation/ with report.md and plots)")
     return 0

@@ -16,44 +16,10 @@ from actionmoe.config import SynthConfig, load_config
 from actionmoe.data.synthetic import write_synthetic_hmdb51
 from actionmoe.engine.checkpoint import load_checkpoint
 from actionmoe.engine.run import run_training
-
-TINY = [
-    "data.clip_len=8", "data.resize=[32,40]", "data.crop_size=24", "data.presample_frames=8", "data.flip=false",
-    "data.num_workers=0", "data.val_fraction=0.2", "model.layer4_temporal_stride=false", "model.expert_hidden=32",
-    "model.gate_hidden=16", "model.motion_taps=[\"layer4\"]", "train.batch_size=4", "train.lr=0.002",
-    "train.backbone_lr_scale=1.0", "train.scheduler=cosine", "train.warmup_epochs=0",
-]
-
-
-@pytest.fixture(scope="module")
-def dataset_root(tmp_path_factory) -> Path:
-    """3 motion classes x 10 videos, extracted through the real acquisition path."""
-    archives = tmp_path_factory.mktemp("train_archives")
-    write_synthetic_hmdb51(archives, SynthConfig(classes=3, videos_per_class=10, frames=12, width=48, height=40))
-    root = archives.parent / "train_dataset"
-    assert main(["data", "download", "hmdb51", "--root", str(root), "--archives", str(archives),
-                 "--checksums", str(archives / "checksums.md5")]) == 0
-    return root
-
-
-def tiny_config(root: Path, *extra: str):
-    return load_config(None, [f"data.root={root}", *TINY, *extra])
-
-
-def cli_args(root: Path, out: Path, *extra: str) -> list[str]:
-    args = ["train", "--config", "demo", "--root", str(root), "--out", str(out)]
-    for item in [*TINY, *extra]:
-        args += ["--set", item]
-    return args
-
+from tests.conftest import cli_args, epochs_logged, tiny_config
 
 def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "last.safetensors").model
-
-
-def epochs_logged(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_loss_falls_and_accuracy_beats_chance(dataset_root, tmp_path):
@@ -65,16 +31,15 @@ def test_loss_falls_and_accuracy_beats_chance(dataset_root, tmp_path):
     assert set(rows[0]) >= {"loss", "aux_loss", "lr", "clips_per_s", "expert_fraction", "val_top1", "val_top5"}
     assert len(rows[0]["expert_fraction"]) == 4 and abs(sum(rows[0]["expert_fraction"]) - 1) < 1e-5
     meta = load_checkpoint(tmp_path / "run" / "best.safetensors").meta
-    assert meta["classes"] == ["move_left", "move_right", "rotate_cw"] and meta["preprocessing"]["crop_size"] == 24
-    test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
-    assert test["videos"] == 9 and test["checkpoint"] == "best.safetensors"
+    assert meta["classes"] == ["move_left", "move_right", "move_up"] and meta["preprocessing"]["crop_size"] == 24
 
 
 def test_finished_run_is_not_retrained_without_force(dataset_root, tmp_path, capsys):
     args = cli_args(dataset_root, tmp_path / "run", "train.epochs=1")
     assert main(args) == 0
+    assert "test split 1 (9 videos, views 1x1): top-1" in capsys.readouterr().out  # the best model is tested
+    assert (tmp_path / "run" / "evaluation" / "report.md").exists()
     before = (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns
-    capsys.readouterr()
     assert main(args) == 0
     assert "holds a finished run" in capsys.readouterr().out
     assert (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns == before

@@ -49,7 +49,7 @@ def _travel(dx: float, dy: float) -> Motion:
     def make(rng: np.random.Generator) -> Callable[[float], Pose]:
         distance = rng.uniform(0.35, 0.55)
         x0, y0 = _start_for_travel(rng, dx * distance), _start_for_travel(rng, dy * distance)
-        angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.12, 0.2)
+        angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.3)
         return lambda t: Pose(x0 + dx * distance * t, y0 + dy * distance * t, angle, scale)
 
     return make
@@ -63,7 +63,7 @@ def _start_for_travel(rng: np.random.Generator, delta: float) -> float:
 def _rotate(sense: float) -> Motion:
     def make(rng: np.random.Generator) -> Callable[[float], Pose]:
         x0, y0, a0 = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0, 2 * math.pi)
-        turn, scale = rng.uniform(0.6, 1.2) * math.pi, rng.uniform(0.15, 0.25)
+        turn, scale = rng.uniform(0.6, 1.2) * math.pi, rng.uniform(0.25, 0.35)
         return lambda t: Pose(x0, y0, a0 + sense * turn * t, scale)
 
     return make
@@ -72,7 +72,7 @@ def _rotate(sense: float) -> Motion:
 def _zoom(grow: bool) -> Motion:
     def make(rng: np.random.Generator) -> Callable[[float], Pose]:
         x0, y0, angle = rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65), rng.uniform(0, 2 * math.pi)
-        small, factor = rng.uniform(0.08, 0.16), rng.uniform(1.8, 2.6)
+        small, factor = rng.uniform(0.12, 0.2), rng.uniform(1.8, 2.4)
         return lambda t: Pose(x0, y0, angle, small * factor ** (t if grow else 1 - t))
 
     return make
@@ -82,7 +82,7 @@ def _swing(horizontal: bool) -> Motion:
     def make(rng: np.random.Generator) -> Callable[[float], Pose]:
         centre, other = rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.7)
         amplitude, cycles, phase = rng.uniform(0.15, 0.25), rng.uniform(1.5, 2.5), rng.uniform(0, 2 * math.pi)
-        angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.12, 0.2)
+        angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.18, 0.26)
 
         def pose(t: float) -> Pose:
             offset = centre + amplitude * math.sin(2 * math.pi * cycles * t + phase)
@@ -97,7 +97,7 @@ def _orbit(sense: float) -> Motion:
     def make(rng: np.random.Generator) -> Callable[[float], Pose]:
         cx, cy, radius = rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6), rng.uniform(0.18, 0.28)
         start, sweep = rng.uniform(0, 2 * math.pi), rng.uniform(1.0, 1.6) * math.pi
-        angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.1, 0.16)
+        angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.14, 0.2)
 
         def pose(t: float) -> Pose:
             theta = start + sense * sweep * t
@@ -111,12 +111,12 @@ def _orbit(sense: float) -> Motion:
 MOTIONS: dict[str, Motion] = {
     "move_right": _travel(1, 0),
     "move_left": _travel(-1, 0),
-    "rotate_cw": _rotate(1),
-    "rotate_ccw": _rotate(-1),
-    "zoom_in": _zoom(True),
-    "zoom_out": _zoom(False),
     "move_up": _travel(0, -1),
     "move_down": _travel(0, 1),
+    "zoom_in": _zoom(True),
+    "zoom_out": _zoom(False),
+    "rotate_cw": _rotate(1),
+    "rotate_ccw": _rotate(-1),
     "swing_horizontal": _swing(True),
     "swing_vertical": _swing(False),
     "orbit_cw": _orbit(1),
@@ -167,7 +167,7 @@ def render_background(rng: np.random.Generator, height: int, width: int) -> np.n
     base = rng.integers(0, 256, size=3).astype(np.float32)
     rows = np.minimum(np.arange(height) * 4 // height, 3)
     cols = np.minimum(np.arange(width) * 5 // width, 4)
-    texture = 0.6 * base + 0.4 * cells[rows][:, cols]
+    texture = 0.75 * base + 0.25 * cells[rows][:, cols]
     canvas = texture.astype(np.uint8)
     for _ in range(2):
         pose = Pose(rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0, 6.3), rng.uniform(0.06, 0.12))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from actionmoe import __version__
-from actionmoe.config import Config, config_to_dict, save_config
+from actionmoe.config import Config, DataConfig, config_to_dict, save_config
 from actionmoe.data.acquire import ensure_writable
 from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
@@ -36,7 +36,6 @@ class TrainResult:
     run_dir: Path
     trained: bool
     message: str
-    test: dict | None
 
 
 def default_run_dir(config: Config) -> Path:
@@ -71,17 +70,15 @@ def _train(config: Config, run_dir: Path, force: bool, context: DistContext) -> 
     resume = None if force else _resumable(run_dir, config, splits)
     if resume is not None and is_finished(resume.meta, config):
         return TrainResult(run_dir, False, f"{run_dir} holds a finished run (epoch {resume.meta['epoch'] + 1}, "
-                           f"best val top-1 {resume.meta['best_metric']:.3f}); nothing to do, pass --force to retrain",
-                           _read_json(run_dir / "test_metrics.json"))
+                           f"best val top-1 {resume.meta['best_metric']:.3f}); nothing to do, pass --force to retrain")
     if context.is_main:
         save_config(config, run_dir / "config.json")
         _trim_metrics(run_dir / "metrics.jsonl", resume.meta["epoch"] if resume else -1)
     device = pick_device(config.train.device, context.local_rank)
     trainer, state = _build_trainer(config, splits, run_dir, device, context, resume)
     state = trainer.fit(state)
-    test = _test_best(trainer, config, splits, run_dir, context)
     return TrainResult(run_dir, True, f"trained to epoch {state.epoch + 1}; best val top-1 {state.best_metric:.3f} "
-                       f"at epoch {state.best_epoch + 1}", test)
+                       f"at epoch {state.best_epoch + 1}")
 
 
 def _resumable(run_dir: Path, config: Config, splits: DatasetSplits) -> Checkpoint | None:
@@ -152,11 +149,14 @@ def _build_trainer(config: Config, splits: DatasetSplits, run_dir: Path, device:
     settings = LoopSettings(train.epochs, train.accumulate, train.grad_clip, train.label_smoothing,
                             train.early_stop_patience, train.scheduler == "cosine", train.channels_last,
                             resolve_precision(train.precision, device), train.freeze_bn)
-    policy = BatchPolicy(data.normalize_on_device, data.augment_on_device, data.crop_size, data.flip,
-                         tuple(data.mean), tuple(data.std))
-    trainer = Trainer(model, optimizer, scheduler, loaders, device, settings, policy, context, run_dir,
+    trainer = Trainer(model, optimizer, scheduler, loaders, device, settings, build_batch_policy(data), context, run_dir,
                       describe_run(config, splits.classes))
     return trainer, state
+
+
+def build_batch_policy(data: DataConfig) -> BatchPolicy:
+    return BatchPolicy(data.normalize_on_device, data.augment_on_device, data.crop_size, data.flip,
+                       tuple(data.mean), tuple(data.std))
 
 
 def _build_loaders(config: Config, splits: DatasetSplits, context: DistContext, device: torch.device) -> dict:
@@ -188,23 +188,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def _test_best(trainer: Trainer, config: Config, splits: DatasetSplits, run_dir: Path,
-               context: DistContext) -> dict | None:
-    """Evaluate best.safetensors on the test split (the same protocol as validation)."""
-    if not splits.test:
-        return None
-    if context.enabled:
-        torch.distributed.barrier()
-    best = load_checkpoint(run_dir / "best.safetensors")
-    _unwrap(trainer.model).load_state_dict(best.model)
-    result = {**trainer.evaluate(trainer.loaders["test"]), "checkpoint": "best.safetensors",
-              "epoch": best.meta["epoch"], "split": config.data.split,
-              "views": f"{config.data.test_clips}x{config.data.test_crops}"}
-    if context.is_main:
-        (run_dir / "test_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
 def _trim_metrics(path: Path, last_epoch: int) -> None:
     """Keep only the epochs the checkpoint holds (a run killed after logging redoes that epoch)."""
     if not path.exists():
@@ -212,7 +195,3 @@ def _trim_metrics(path: Path, last_epoch: int) -> None:
     rows = [line for line in path.read_text().splitlines() if line.strip()]
     kept = [line for line in rows if json.loads(line)["epoch"] <= last_epoch]
     path.write_text("".join(line + "\n" for line in kept))
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None

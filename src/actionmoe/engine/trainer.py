@@ -160,14 +160,8 @@ class Trainer:
             self.scheduler.step()
 
     def prepare(self, clip: torch.Tensor, train: bool) -> torch.Tensor:
-        """Loader batch -> float [B, C, T, H, W] (or [B, V, C, T, H, W]) on the device."""
-        clip = clip.to(self.device, non_blocking=True)
-        policy = self.policy
-        if train and policy.augment:
-            clip = device_augment(clip, policy.crop_size, policy.flip, self.augment_generator)
-        if policy.normalize or policy.augment:
-            clip = normalize_clip(clip, policy.mean, policy.std)
-        return to_device(clip, self.device, self.settings.channels_last)
+        return prepare_batch(clip, self.policy, self.device, self.settings.channels_last,
+                             self.augment_generator if train else None)
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict:
@@ -211,6 +205,21 @@ class Trainer:
             handle.write(json.dumps(row) + "\n")
         log.info("epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s", row["epoch"] + 1,
                  row["loss"], row["train_top1"], row["val_top1"], row["clips_per_s"])
+
+
+def prepare_batch(clip: torch.Tensor, policy: BatchPolicy, device: torch.device, channels_last: bool,
+                  augment_generator: torch.Generator | None = None) -> torch.Tensor:
+    """Loader batch -> float [B, C, T, H, W] (or [B, V, C, T, H, W]) on the device.
+
+    ``augment_generator`` is given for training batches: with ``policy.augment`` they arrive
+    uncropped and are cropped and flipped here.
+    """
+    clip = clip.to(device, non_blocking=True)
+    if augment_generator is not None and policy.augment:
+        clip = device_augment(clip, policy.crop_size, policy.flip, augment_generator)
+    if policy.normalize or policy.augment:
+        clip = normalize_clip(clip, policy.mean, policy.std)
+    return to_device(clip, device, channels_last)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pure), the evaluation loop, reports and plots."""

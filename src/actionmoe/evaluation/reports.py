@@ -1,0 +1,153 @@
+"""Write an evaluation to a folder: metrics.json, report.md, confusion_matrix.csv and the plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from actionmoe.evaluation.evaluate import Evaluation
+from actionmoe.evaluation.metrics import per_class_accuracy
+from actionmoe.evaluation.plots import (
+    plot_class_expert_routing,
+    plot_confusion,
+    plot_expert_usage,
+    plot_per_class_accuracy,
+    plot_training_curves,
+)
+
+
+def write_report(evaluation: Evaluation, out: Path) -> list[Path]:
+    """Every output file of ``actionmoe evaluate``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics, classes = evaluation.metrics, list(evaluation.classes)
+    written = [out / "metrics.json", out / "report.md", out / "confusion_matrix.csv", out / "confusion_matrix.png",
+               out / "per_class_accuracy.png"]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "report.md").write_text(markdown_report(metrics, evaluation.confusion, classes))
+    _write_confusion_csv(evaluation.confusion, classes, out / "confusion_matrix.csv")
+    protocol = metrics["protocol"]
+    title = f"{protocol['dataset']} split {protocol['split']} test, views {protocol['views']}: row-normalised"
+    plot_confusion(evaluation.confusion, classes, out / "confusion_matrix.png", title)
+    plot_per_class_accuracy(per_class_accuracy(evaluation.confusion), classes, out / "per_class_accuracy.png",
+                            metrics["video_level"]["mean_class_accuracy"])
+    experts = metrics["experts"]
+    if experts is not None:
+        plot_expert_usage(experts["fraction_routed"], experts["mean_gate"], out / "expert_usage.png")
+        plot_class_expert_routing(np.array(experts["class_expert_gate"]), classes, out / "class_expert_routing.png")
+        written += [out / "expert_usage.png", out / "class_expert_routing.png"]
+    if plot_training_curves(evaluation.restored.path.parent / "metrics.jsonl", out / "training_curves.png"):
+        written.append(out / "training_curves.png")
+    return written
+
+
+def _write_confusion_csv(matrix: np.ndarray, classes: list[str], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true \\ predicted", *classes])
+        for name, row in zip(classes, matrix):
+            writer.writerow([name, *row.tolist()])
+
+
+def headline(metrics: dict) -> str:
+    video, protocol = metrics["video_level"], metrics["protocol"]
+    return (f"test split {protocol['split']} ({metrics['videos']} videos, views {protocol['views']}): "
+            f"top-1 {video['top1']:.3f}, top-5 {video['top5']:.3f}, mean class accuracy "
+            f"{video['mean_class_accuracy']:.3f}")
+
+
+def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str]) -> str:
+    protocol, video, clip, timing = (metrics["protocol"], metrics["video_level"], metrics["clip_level"],
+                                     metrics["inference"])
+    lines = [
+        "# Evaluation report", "",
+        f"**{headline(metrics)}**", "",
+        "## Protocol", "",
+        f"- dataset {protocol['dataset']}, split {protocol['split']}, subset test ({metrics['videos']} videos, "
+        f"{len(metrics['skipped_videos'])} unreadable skipped)",
+        f"- {protocol['clips_per_video']} clip(s) x {protocol['crops_per_clip']} crop(s) per video, "
+        f"{protocol['frames_per_clip']} frames, resized to {protocol['resize'][0]}x{protocol['resize'][1]}, "
+        f"crop {protocol['crop_size']}",
+        f"- video level: {protocol['aggregation']}; clip level: each view on its own",
+        f"- checkpoint {metrics['checkpoint']['path']} (epoch {_epoch(metrics)}, sha256 "
+        f"{metrics['checkpoint']['sha256'][:12]}...), device {metrics['device']}", "",
+        "## Accuracy", "",
+        "| level | top-1 | top-5 | mean class accuracy |", "|---|---|---|---|",
+        f"| video | {video['top1']:.4f} | {video['top5']:.4f} | {video['mean_class_accuracy']:.4f} |",
+        f"| clip | {clip['top1']:.4f} | {clip['top5']:.4f} | |", "",
+        "## Inference time (model only, warm-up excluded)", "",
+        "| ms / clip | ms / video | clips / s | p50 ms / clip | p95 ms / clip |", "|---|---|---|---|---|",
+        f"| {_num(timing['ms_per_clip'])} | {_num(timing['ms_per_video'])} | {_num(timing['clips_per_s'])} | "
+        f"{_num(timing['p50_ms_per_clip'])} | {_num(timing['p95_ms_per_clip'])} |", "",
+        "## Per class", "",
+        "| class | precision | recall | F1 | videos |", "|---|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+              for name, v in video["per_class"].items()]
+    lines += ["", "## Most frequent confusions", "", "| true | predicted | videos |", "|---|---|---|"]
+    lines += [f"| {classes[t]} | {classes[p]} | {n} |" for t, p, n in top_confusions(matrix, 10)]
+    lines += _expert_lines(metrics["experts"], classes)
+    return "\n".join(lines) + "\n"
+
+
+def top_confusions(matrix: np.ndarray, count: int) -> list[tuple[int, int, int]]:
+    off_diagonal = [(int(t), int(p), int(matrix[t, p])) for t, p in zip(*np.nonzero(matrix)) if t != p]
+    return sorted(off_diagonal, key=lambda item: -item[2])[:count]
+
+
+def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
+    if experts is None:
+        return []
+    lines = ["", "## Experts", "",
+             f"Normalised entropy of the mean gate: {experts['normalized_entropy_of_mean_gate']:.3f} (1 = even use); "
+             f"unused experts: {experts['unused_experts']}.", "",
+             "| expert | fraction of videos routed | mean gate weight | classes it leads |", "|---|---|---|---|"]
+    weights = np.array(experts["class_expert_gate"])  # [C, E]
+    leaders = weights.argmax(axis=1)
+    for index, (fraction, gate) in enumerate(zip(experts["fraction_routed"], experts["mean_gate"])):
+        led = [classes[c] for c in np.nonzero(leaders == index)[0]]
+        lines.append(f"| {index} | {fraction:.3f} | {gate:.3f} | {', '.join(led[:8])}{' ...' if len(led) > 8 else ''} |")
+    return lines
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _epoch(metrics: dict) -> str:
+    epoch = metrics["checkpoint"]["epoch"]
+    return "?" if epoch is None else str(epoch + 1)
+
+
+def find_split_checkpoints(run_root: Path) -> dict[int, Path]:
+    """``best.safetensors`` of each split run under ``run_root`` (folders named ``*split<N>*``)."""
+    found = {}
+    for split in (1, 2, 3):
+        candidates = sorted(run_root.glob(f"*split{split}*/best.safetensors"))
+        if candidates:
+            found[split] = candidates[0]
+    return found
+
+
+def split_summary(per_split: dict[int, dict]) -> dict:
+    """Mean and population standard deviation over splits of the video-level metrics."""
+    summary: dict = {"splits": sorted(per_split), "per_split": {}}
+    for key in ("top1", "top5", "mean_class_accuracy"):
+        values = np.array([per_split[s]["video_level"][key] for s in sorted(per_split)])
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+    for split, metrics in per_split.items():
+        summary["per_split"][str(split)] = {k: metrics["video_level"][k] for k in ("top1", "top5", "mean_class_accuracy")}
+    return summary
+
+
+def split_summary_markdown(summary: dict) -> str:
+    lines = ["# Evaluation over splits", "",
+             f"Splits evaluated: {', '.join(map(str, summary['splits']))} (the standard HMDB51 protocol averages 1-3).",
+             "", "| metric | mean | std | per split |", "|---|---|---|---|"]
+    for key in ("top1", "top5", "mean_class_accuracy"):
+        item = summary[key]
+        lines.append(f"| {key} | {item['mean']:.4f} | {item['std']:.4f} | "
+                     f"{', '.join(f'{v:.4f}' for v in item['values'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""``actionmoe evaluate`` on a checkpoint trained on the synthetic dataset."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from actionmoe.cli import main
+from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+
+EXPECTED_FILES = {"metrics.json", "report.md", "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.png",
+                  "expert_usage.png", "class_expert_routing.png", "training_curves.png"}
+
+
+def test_writes_every_file_with_real_content(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--views", "2x3", "--out", str(out),
+                 "--workers", "0"]) == 0
+    assert "test split 1 (9 videos, views 2x3)" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["views"] == "2x3" and metrics["clip_level"]["clips"] == 9 * 6
+    assert set(metrics["video_level"]["per_class"]) == {"move_left", "move_right", "move_up"}
+    assert metrics["inference"]["ms_per_clip"] > 0 and metrics["inference"]["warmup_batches_excluded"] == 1
+    assert len(metrics["experts"]["fraction_routed"]) == 4 and len(metrics["checkpoint"]["sha256"]) == 64
+    rows = (out / "confusion_matrix.csv").read_text().splitlines()
+    assert len(rows) == 4 and sum(int(v) for row in rows[1:] for v in row.split(",")[1:]) == 9
+    for name in EXPECTED_FILES - {"metrics.json", "report.md", "confusion_matrix.csv"}:
+        image = np.asarray(Image.open(out / name).convert("L"), dtype=float)
+        assert image.shape[0] >= 300 and image.shape[1] >= 400, name
+        assert image.std() > 10, f"{name} looks blank"
+    report = (out / "report.md").read_text()
+    assert "## Protocol" in report and "| move_left |" in report and "## Experts" in report
+
+
+def test_evaluation_is_deterministic(trained_run):
+    options = EvaluationOptions(views=(2, 1), num_workers=0)
+    first = evaluate_checkpoint(trained_run / "best.safetensors", options)
+    second = evaluate_checkpoint(trained_run / "best.safetensors", options)
+    assert np.array_equal(first.predictions.view_probs, second.predictions.view_probs)
+    assert first.metrics["video_level"] == second.metrics["video_level"]
+
+
+def test_all_splits_mean_and_std(trained_run, tmp_path, capsys):
+    root = tmp_path / "runs"
+    for split in (1, 2):
+        shutil.copytree(trained_run, root / f"hmdb51-split{split}")
+    assert main(["evaluate", "--all-splits", str(root), "--workers", "0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["splits"] == [1, 2]
+    values = summary["top1"]["values"]
+    assert summary["top1"]["mean"] == pytest.approx(np.mean(values)) and summary["top1"]["std"] == pytest.approx(np.std(values))
+    assert (root / "evaluation" / "summary.md").exists() and (root / "evaluation" / "split2" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("views", ["0x3", "ax1"])
+def test_bad_views(trained_run, capsys, views):
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--views", views]) == 2
+    err = capsys.readouterr().err
+    assert "CLIPSxCROPS" in err and err.count("\n") == 1
+
+
+def test_missing_checkpoint_and_wrong_class_list(trained_run, tmp_path, capsys):
+    from actionmoe.config import SynthConfig
+    from actionmoe.data.synthetic import write_synthetic_hmdb51
+
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    write_synthetic_hmdb51(tmp_path / "arch", SynthConfig(classes=4, videos_per_class=4, frames=8, width=48, height=40))
+    assert main(["data", "download", "hmdb51", "--root", str(tmp_path / "four"), "--archives", str(tmp_path / "arch"),
+                 "--checksums", str(tmp_path / "arch" / "checksums.md5")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(tmp_path / "four")]) == 2
+    err = capsys.readouterr().err
+    assert "knows 3 classes" in err and "has 4" in err and err.count("\n") == 1
+
+
+def test_empty_test_split(trained_run, dataset_root, tmp_path, capsys):
+    root = tmp_path / "no_test"
+    shutil.copytree(dataset_root, root)
+    for split_file in (root / "splits").rglob("*.txt"):
+        split_file.write_text(split_file.read_text().replace(" 2 ", " 0 "))
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(root)]) == 2
+    assert "test set of split 1" in capsys.readouterr().err

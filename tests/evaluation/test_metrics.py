@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import top_k_accuracy_score
+
+from actionmoe.evaluation.metrics import (
+    aggregate_views,
+    classification_metrics,
+    confusion,
+    mean_class_accuracy,
+    parse_views,
+    topk_accuracy,
+)
+
+RNG = np.random.default_rng(0)
+SCORES = RNG.random((40, 7))
+LABELS = np.concatenate([np.arange(7), RNG.integers(0, 7, 33)])
+CLASSES = [f"c{i}" for i in range(7)]
+
+
+def test_metrics_equal_scikit_learn():
+    metrics = classification_metrics(SCORES, LABELS, CLASSES)
+    predictions = SCORES.argmax(axis=1)
+    assert metrics["top1"] == pytest.approx(accuracy_score(LABELS, predictions))
+    assert metrics["top5"] == pytest.approx(top_k_accuracy_score(LABELS, SCORES, k=5, labels=range(7)))
+    assert metrics["mean_class_accuracy"] == pytest.approx(balanced_accuracy_score(LABELS, predictions))
+    assert np.array_equal(metrics["confusion"], confusion_matrix(LABELS, predictions, labels=range(7)))
+    precision, recall, f1, support = precision_recall_fscore_support(LABELS, predictions, labels=range(7), zero_division=0)
+    assert [metrics["per_class"][c]["f1"] for c in CLASSES] == pytest.approx(f1.tolist())
+    assert [metrics["per_class"][c]["support"] for c in CLASSES] == support.tolist()
+
+
+def test_hand_computed_example():
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.4, 0.35, 0.25]])
+    labels = np.array([1, 1, 2, 2])
+    assert topk_accuracy(scores, labels, 1) == 0.5  # rows 0 and 2
+    assert topk_accuracy(scores, labels, 2) == 0.75  # row 1 has label 1 second; row 3 has label 2 last
+    matrix = confusion(labels, scores.argmax(axis=1), 3)
+    assert matrix.tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
+    assert mean_class_accuracy(matrix) == pytest.approx(0.5)  # class 0 has no video and is left out
+
+
+def test_video_level_aggregation_over_views():
+    view_probs = np.array([
+        [[0.6, 0.4], [0.1, 0.9], [0.2, 0.8]],  # views disagree; the mean picks class 1
+        [[0.9, 0.1], [0.8, 0.2], [0.4, 0.6]],
+    ])
+    video = aggregate_views(view_probs)
+    assert np.allclose(video, [[0.3, 0.7], [0.7, 0.3]])
+    assert topk_accuracy(video, np.array([1, 0]), 1) == 1.0
+    clip_scores, clip_labels = view_probs.reshape(-1, 2), np.repeat([1, 0], 3)
+    assert topk_accuracy(clip_scores, clip_labels, 1) == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("text, expected", [("1x1", (1, 1)), ("10x3", (10, 3)), ("2X1", (2, 1))])
+def test_views_parse(text, expected):
+    assert parse_views(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0x3", "ax1", "3", "1x2", "x", "-1x1"])
+def test_bad_views_strings(text):
+    with pytest.raises(ValueError, match="CLIPSxCROPS"):
+        parse_views(text)
