@@ -154,3 +154,27 @@ def test_no_decodable_training_clip(dataset_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no training clip could be decoded" in err and "actionmoe data scan" in err
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_tensorboard_logging_when_installed_and_gradient_accumulation(dataset_root, tmp_path, monkeypatch):
+    import types
+
+    scalars = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter
+        def __init__(self, folder):
+            self.folder = folder
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            scalars.append(("closed", 0, 0))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    run_training(tiny_config(dataset_root, "train.epochs=1", "train.accumulate=2", "train.batch_size=2"),
+                 tmp_path / "run")
+    tags = {tag for tag, _, _ in scalars}
+    assert {"loss", "val_top1", "lr", "clips_per_s", "expert_fraction/0", "closed"} <= tags
+    assert all(step == 1 for tag, _, step in scalars if tag != "closed")
+    assert len(epochs_logged(tmp_path / "run")) == 1

@@ -71,6 +71,7 @@ class Trainer:
         self.loaders, self.device, self.settings, self.policy = loaders, device, settings, policy
         self.context, self.run_dir, self.describe = context, run_dir, describe
         self.augment_generator = torch.Generator().manual_seed(0)
+        self.tensorboard = tensorboard_writer(run_dir / "tensorboard") if context.is_main else None
 
     def fit(self, state: TrainState) -> TrainState:
         """Train from ``state.epoch + 1`` to the last epoch, or until early stopping."""
@@ -90,6 +91,8 @@ class Trainer:
             if broadcast_flag(state.stopped_early, self.context):
                 log.info("early stop: no validation improvement for %d epochs", patience)
                 break
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return state
 
     def train_epoch(self, epoch: int) -> dict:
@@ -104,7 +107,9 @@ class Trainer:
         step = -1
         for step, batch in enumerate(batches):
             self.train_step(batch, step, len(loader), meter)
-            batches.set_postfix(loss=f"{meter.sums['loss'] / max(1, meter.sums['clips']):.3f}")
+            elapsed = time.perf_counter() - started
+            batches.set_postfix(loss=f"{meter.sums['loss'] / max(1, meter.sums['clips']):.3f}",
+                                clips_per_s=f"{meter.sums['clips'] / max(elapsed, 1e-9):.1f}")
         if step < 0:
             raise TrainingError(
                 f"no training clip could be decoded in epoch {epoch + 1} ({len(loader.failures)} unreadable videos); "
@@ -203,8 +208,23 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if isinstance(value, int | float) and key != "epoch":
+                    self.tensorboard.add_scalar(key, value, row["epoch"] + 1)
+            for expert, share in enumerate(row["expert_fraction"]):
+                self.tensorboard.add_scalar(f"expert_fraction/{expert}", share, row["epoch"] + 1)
         log.info("epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s", row["epoch"] + 1,
                  row["loss"], row["train_top1"], row["val_top1"], row["clips_per_s"])
+
+
+def tensorboard_writer(folder: Path):
+    """A TensorBoard writer when the ``tensorboard`` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 def prepare_batch(clip: torch.Tensor, policy: BatchPolicy, device: torch.device, channels_last: bool,
