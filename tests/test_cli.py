@@ -36,7 +36,7 @@ def test_download_from_loopback_mirror_then_summary(capsys, tiny_archives, http_
     assert "extracted 3 classes" in out
     assert ("/good/hmdb51_org.rar", None, 200) in http_server.requests
     assert any(r[0] == "/good/hmdb51_org.rar" and r[2] == 206 for r in http_server.requests)
-    assert sorted(p.name for p in (root / "videos").iterdir()) == ["move_left", "move_right", "rotate_cw"]
+    assert sorted(p.name for p in (root / "videos").iterdir()) == ["move_left", "move_right", "move_up"]
 
     requests_before = len(http_server.requests)
     code, out, _ = run(capsys, *argv)

@@ -30,7 +30,7 @@ def test_string_field_keeps_numbers_verbatim():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.epochs=3", "unknown config key train"),
+        ("training.epochs=3", "unknown config key training"),
         ("data.epochs=3", "unknown config key data.epochs; valid keys here: data.dataset"),
         ("data.split=two", "data.split must be an integer"),
         ("data.split=1.5", "data.split must be an integer"),

@@ -210,20 +210,15 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from actionmoe.data.acquire import ArchiveSpec, acquire_hmdb51, read_checksum_file
+    from actionmoe.data.acquire import acquire_hmdb51, read_checksum_file
+    from actionmoe.data.builders import build_archive_specs
     from actionmoe.data.download import RetryPolicy
 
     config = resolve_config(args, **{"download.mirrors": args.mirror or None})
     spec = config.download
-    checksums = read_checksum_file(args.checksums) if args.checksums else {}
-    result = acquire_hmdb51(
-        args.root,
-        ArchiveSpec(spec.videos_archive, checksums.get(spec.videos_archive, spec.videos_md5)),
-        ArchiveSpec(spec.splits_archive, checksums.get(spec.splits_archive, spec.splits_md5)),
-        mirrors=spec.mirrors,
-        archives_dir=args.archives,
-        policy=RetryPolicy(spec.retries, spec.backoff_s, spec.timeout_s),
-    )
+    videos, splits = build_archive_specs(spec, read_checksum_file(args.checksums) if args.checksums else {})
+    result = acquire_hmdb51(args.root, videos, splits, mirrors=spec.mirrors, archives_dir=args.archives,
+                            policy=RetryPolicy(spec.retries, spec.backoff_s, spec.timeout_s))
     print(result.message)
     return 0
 

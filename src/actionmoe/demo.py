@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from actionmoe.config import Config, save_config
-from actionmoe.data.acquire import ArchiveSpec, acquire_hmdb51, read_checksum_file
-from actionmoe.data.builders import build_splits, run_cache_build
+from actionmoe.data.acquire import acquire_hmdb51, read_checksum_file
+from actionmoe.data.builders import build_archive_specs, build_splits, run_cache_build
 from actionmoe.data.splits import summarize
 from actionmoe.data.synthetic import write_synthetic_hmdb51
 from actionmoe.engine.run import TrainResult, run_training
@@ -45,13 +45,7 @@ def acquire_demo_dataset(config: Config, out: Path) -> Path:
     if not (archives / "checksums.md5").is_file():
         log.info("writing the synthetic motion dataset to %s", archives)
         write_synthetic_hmdb51(archives, config.synth)
-    checksums = read_checksum_file(archives / "checksums.md5")
-    download = config.download
-    result = acquire_hmdb51(
-        out / "hmdb51",
-        ArchiveSpec(download.videos_archive, checksums.get(download.videos_archive, "")),
-        ArchiveSpec(download.splits_archive, checksums.get(download.splits_archive, "")),
-        archives_dir=archives,
-    )
+    videos, splits = build_archive_specs(config.download, read_checksum_file(archives / "checksums.md5"))
+    result = acquire_hmdb51(out / "hmdb51", videos, splits, archives_dir=archives)
     log.info(result.message)
     return result.root

@@ -1,4 +1,4 @@
-"""Data: acquisition, split files, the synthetic dataset and (later) clip loading.
+"""Data: acquisition, split files, the synthetic dataset, decoding, sampling, transforms, cache.
 
 Never imports ``actionmoe.models``.
 """

@@ -7,7 +7,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from actionmoe.config import DataConfig
+from actionmoe.config import DataConfig, DownloadConfig
+from actionmoe.data.acquire import ArchiveSpec
 from actionmoe.data.cache import CacheReport, CacheSpec, ClipCache, create_cache, fill_cache
 from actionmoe.data.dataset import ClipSpec, VideoClipDataset
 from actionmoe.data.decode import get_reader
@@ -16,6 +17,12 @@ from actionmoe.data.transforms import ClipTransform
 from actionmoe.errors import ActionMoEError
 
 log = logging.getLogger(__name__)
+
+
+def build_archive_specs(download: DownloadConfig, checksums: dict[str, str]) -> tuple[ArchiveSpec, ArchiveSpec]:
+    """The video and split archives, with MD5s from ``checksums`` (a checksum file) or the config."""
+    return (ArchiveSpec(download.videos_archive, checksums.get(download.videos_archive, download.videos_md5)),
+            ArchiveSpec(download.splits_archive, checksums.get(download.splits_archive, download.splits_md5)))
 
 
 def build_split_options(data: DataConfig, on_missing: str | None = None) -> SplitOptions:
