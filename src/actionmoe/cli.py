@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    predict = commands.add_parser("predict", help="ranked actions for video files, from a checkpoint")
+    predict.add_argument("videos", type=Path, nargs="+")
+    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_predict)
+
     bench = commands.add_parser("bench", help="benchmarks: print a table (or --json) with machine and date")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="WHAT")
     bench_data = bench_commands.add_parser("data", help="decoder and cache clips/s")
@@ -356,6 +364,31 @@ def _evaluate_all_splits(run_root: Path, out: Path, options: EvaluationArgs, as_
         top1 = summary["top1"]
         print(f"splits {summary['splits']}: top-1 {top1['mean']:.4f} +- {top1['std']:.4f}; summary: {out / 'summary.md'}")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict every video; an unreadable one is reported on its own line and makes the exit code 1."""
+    from actionmoe.errors import VideoDecodeError
+    from actionmoe.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+    results, failed = {}, 0
+    for video in args.videos:
+        try:
+            results[str(video)] = [p.__dict__ for p in predictor.predict(video, args.top_k)]
+        except VideoDecodeError as exc:
+            results[str(video)] = {"error": str(exc)}
+            failed += 1
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for video, result in results.items():
+            if isinstance(result, dict):
+                print(f"{video}: error: {result['error']}")
+            else:
+                ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in result)
+                print(f"{video}: {ranked}")
+    return 1 if failed else 0
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:

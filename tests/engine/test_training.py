@@ -160,7 +160,7 @@ def test_no_decodable_training_clip(dataset_root, tmp_path, capsys):
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
-def test_tensorboard_logging_when_installed_and_gradient_accumulation(dataset_root, tmp_path, monkeypatch):
+def test_tensorboard_accumulation_and_device_side_augmentation(dataset_root, tmp_path, monkeypatch):
     import types
 
     scalars = []
@@ -176,8 +176,9 @@ def test_tensorboard_logging_when_installed_and_gradient_accumulation(dataset_ro
             scalars.append(("closed", 0, 0))
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
-    run_training(tiny_config(dataset_root, "train.epochs=1", "train.accumulate=2", "train.batch_size=2"),
-                 tmp_path / "run")
+    config = tiny_config(dataset_root, "train.epochs=1", "train.accumulate=2", "train.batch_size=2",
+                         "data.augment_on_device=true", "data.flip=true")
+    run_training(config, tmp_path / "run")
     tags = {tag for tag, _, _ in scalars}
     assert {"loss", "val_top1", "lr", "clips_per_s", "expert_fraction/0", "closed"} <= tags
     assert all(step == 1 for tag, _, step in scalars if tag != "closed")

@@ -54,6 +54,7 @@ def plot_per_class_accuracy(accuracy: np.ndarray, classes: list[str], path: Path
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * len(classes) + 1.2)))
     ax.barh(np.arange(len(classes)), np.nan_to_num(accuracy[order]), color="#4C72B0")
     ax.set_yticks(np.arange(len(classes)), [classes[i] for i in order], fontsize=8 if len(classes) > 15 else 10)
+    ax.set_ylim(-0.7, len(classes) - 0.3)
     ax.axvline(mean, color="#C44E52", linestyle="--", label=f"mean class accuracy {mean:.3f}")
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy (recall) on the test videos of the class")

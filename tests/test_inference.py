@@ -1,0 +1,34 @@
+"""Predictor and ``actionmoe predict``: from a checkpoint alone, same numbers as evaluation."""
+
+import json
+
+import numpy as np
+
+from actionmoe.cli import main
+from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+from actionmoe.inference import Predictor
+
+
+def test_predictions_match_the_evaluation_protocol(trained_run):
+    checkpoint = trained_run / "best.safetensors"
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    evaluation = evaluate_checkpoint(checkpoint, EvaluationOptions(views=(1, 1), num_workers=0))
+    from actionmoe.data.builders import build_splits
+
+    test_videos = build_splits(predictor.restored.config.data).test
+    for index in (0, len(test_videos) - 1):
+        expected = evaluation.predictions.view_probs[index].mean(axis=0)
+        assert np.allclose(predictor.probabilities(test_videos[index].path), expected, atol=1e-5)
+    ranked = predictor.predict(test_videos[0].path, top_k=2)
+    assert len(ranked) == 2 and ranked[0].score >= ranked[1].score and ranked[0].label in predictor.classes
+
+
+def test_predict_command(trained_run, dataset_root, tmp_path, capsys):
+    video = next((dataset_root / "videos" / "move_up").iterdir())
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"garbage")
+    code = main(["predict", str(video), str(broken), "--checkpoint", str(trained_run / "best.safetensors"), "--json"])
+    results = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert len(results[str(video)]) == 3 and abs(sum(p["score"] for p in results[str(video)]) - 1) < 1e-4
+    assert "cannot open" in results[str(broken)]["error"]
