@@ -41,16 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"actionmoe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=1, help="more log output (-vv for debug)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in (_add_info_and_demo, _add_train, _add_evaluate, _add_predict, _add_bench, _add_data):
+        add(commands)
+    return parser
 
+
+def _add_info_and_demo(commands) -> None:
     info = commands.add_parser("info", help="versions, device, available decoders and extractors")
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=cmd_info)
-
     demo = commands.add_parser("demo", help="offline end-to-end run on the built-in synthetic dataset")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_config_args(demo, default="demo")
     demo.set_defaults(handler=cmd_demo)
 
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one split (resumes from RUN_DIR/last.safetensors)")
     train.add_argument("--split", type=int)
     train.add_argument("--root", type=Path, help="dataset root (data.root)")
@@ -59,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(train, default="hmdb51")
     train.set_defaults(handler=cmd_train)
 
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics, report and plots for a checkpoint on a test split")
     target = evaluate.add_mutually_exclusive_group(required=True)
     target.add_argument("--checkpoint", type=Path, help="a best.safetensors / last.safetensors file")
@@ -74,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_predict(commands) -> None:
     predict = commands.add_parser("predict", help="ranked actions for video files, from a checkpoint")
     predict.add_argument("videos", type=Path, nargs="+")
     predict.add_argument("--checkpoint", type=Path, required=True)
@@ -82,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="benchmarks: print a table (or --json) with machine and date")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="WHAT")
     bench_data = bench_commands.add_parser("data", help="decoder and cache clips/s")
@@ -100,13 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.set_defaults(handler=cmd_bench_model)
     bench.set_defaults(handler=lambda _: bench.print_help() or 2)
 
+
+def _add_data(commands) -> None:
     data = commands.add_parser("data", help="acquire and inspect datasets")
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
     _add_synth(data_commands)
     _add_download(data_commands)
     _add_summary(data_commands)
     data.set_defaults(handler=lambda _: data.print_help() or 2)
-    return parser
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
