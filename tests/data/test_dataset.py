@@ -16,7 +16,7 @@ from actionmoe.data.dataset import ClipSpec, EpochSampler, VideoClipDataset, bui
 from actionmoe.data.decode import read_uniform_frames, write_video
 from actionmoe.data.splits import VideoRecord
 from actionmoe.data.transforms import ClipTransform
-from tests.data.test_decode import EXPECTED_ERRORS, corrupt_videos  # noqa: F401  (fixture)
+from tests.data.test_decode import EXPECTED_ERRORS
 
 SMALL = ClipSpec(clip_len=4, size=(32, 40), presample_frames=8)
 
@@ -171,7 +171,7 @@ def test_scan_lists_each_corrupt_input_with_its_reason(corrupt_videos, good_vide
     paths = [good_videos[0], *corrupt_videos.values()]
     results = {Path(r.path).name: r for r in scan_videos(paths, "opencv", 4, workers=2)}
     assert results[good_videos[0].name].ok and results["one_frame.avi"].ok
-    for name, pattern in EXPECTED_ERRORS.items():
+    for name in EXPECTED_ERRORS:
         assert not results[name].ok and results[name].reason.startswith(str(corrupt_videos[name]))
 
 

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,30 +67,6 @@ def test_grayscale_like_video_gives_three_channels(tmp_path):
     write_video(path, np.repeat(gray, 3, axis=-1), fps=5)
     for decoder in available_decoders():
         assert read_uniform_frames(path, 4, (16, 16), decoder).shape == (4, 16, 16, 3)
-
-
-@pytest.fixture(scope="module")
-def corrupt_videos(shared_data, tmp_path_factory) -> dict[str, Path]:
-    """The bad inputs a user meets: empty, truncated, random bytes, text, one frame, folder, missing."""
-    folder = tmp_path_factory.mktemp("corrupt")
-    avi, mp4 = (shared_data / "videos" / "test.avi").read_bytes(), (shared_data / "videos" / "test.mp4").read_bytes()
-    files = {
-        "empty.avi": b"",
-        "half.avi": avi[: len(avi) // 2],
-        "half.mp4": mp4[: len(mp4) // 2],
-        "random.avi": np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes(),
-        "text.mp4": b"this is not a video\n" * 100,
-    }
-    paths = {}
-    for name, data in files.items():
-        paths[name] = folder / name
-        paths[name].write_bytes(data)
-    paths["one_frame.avi"] = folder / "one_frame.avi"
-    write_video(paths["one_frame.avi"], np.full((1, 24, 32, 3), 200, np.uint8), fps=25)
-    paths["folder.avi"] = folder / "folder.avi"
-    paths["folder.avi"].mkdir()
-    paths["missing.avi"] = folder / "missing.avi"
-    return paths
 
 
 EXPECTED_ERRORS = {

@@ -34,7 +34,7 @@ def test_official_split_files_give_70_30_per_class(official_root, shared_data, s
     assert len(classes) == 51
     assert list(classes) == (shared_data / "hmdb51" / "classes.txt").read_text().split()
     counts = Counter()
-    for label, name in enumerate(classes):
+    for name in classes:
         entries = parse_hmdb51_split_file(official_root / "splits" / "testTrainMulti_7030_splits" / f"{name}_test_split{split}.txt")
         subset_counts = Counter(subset for _, subset in entries)
         assert (subset_counts["train"], subset_counts["test"]) == (70, 30), name

@@ -1,6 +1,5 @@
 """Training end to end on the tiny synthetic dataset: learning, resume after SIGKILL, torchrun, bad input."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from actionmoe.cli import main
-from actionmoe.config import SynthConfig, load_config
+from actionmoe.config import SynthConfig
 from actionmoe.data.synthetic import write_synthetic_hmdb51
 from actionmoe.engine.checkpoint import load_checkpoint
 from actionmoe.engine.run import run_training

@@ -55,7 +55,7 @@ def run_data_benchmark(real_videos: Path | None, count: int = 16, repeats: int =
             workloads["real videos"] = sorted(p for p in real_videos.iterdir() if p.is_file())
         for workload, paths in workloads.items():
             for decoder in available_decoders():
-                seconds = best_time(lambda: _decode_all(paths, decoder), repeats)
+                seconds = best_time(lambda paths=paths, decoder=decoder: _decode_all(paths, decoder), repeats)
                 rows.append({"workload": workload, "method": f"{decoder} decode", "workers": 1,
                              "clips_per_s": len(paths) / seconds})
         best = max((r for r in rows if r["workload"] == "hmdb-like 320x240 avi"), key=lambda r: r["clips_per_s"])

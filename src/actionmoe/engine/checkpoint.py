@@ -10,6 +10,7 @@ one: a crash mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Checkpoint:
     meta: dict[str, Any]
     optimizer: dict | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    sha256: str = ""  # of the file it was read from
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -69,7 +71,8 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
         raise CheckpointError(f"{path} was written by a newer actionmoe (format {meta['format_version']}); upgrade")
     groups = _split_prefixes(tensors)
     optimizer = _unflatten_optimizer(groups["optim"], meta["optimizer"]) if training_state and "optimizer" in meta else None
-    return Checkpoint(groups["model"], meta, optimizer, groups["rng"] if training_state else {})
+    digest = hashlib.sha256(data).hexdigest()
+    return Checkpoint(groups["model"], meta, optimizer, groups["rng"] if training_state else {}, digest)
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +37,7 @@ def restore_model(path: Path, device: torch.device | str = "cpu") -> RestoredMod
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match its own model config ({len(missing)} missing, "
                               f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[:2]})")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return RestoredModel(model.to(device).eval(), config, classes, meta, path, digest)
+    return RestoredModel(model.to(device).eval(), config, classes, meta, path, checkpoint.sha256)
 
 
 def _without_pretrained_download(config: Config) -> Config:
