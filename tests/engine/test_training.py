@@ -86,7 +86,7 @@ def test_two_process_torchrun_matches_one_process(dataset_root, tmp_path):
     single = run_cli(cli_args(dataset_root, tmp_path / "single", *exact, "train.batch_size=4"))
     assert single.wait(timeout=600) == 0, single.stdout.read()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29561",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "actionmoe", *cli_args(dataset_root, tmp_path / "ddp", *exact, "train.batch_size=2")]
     ddp = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
