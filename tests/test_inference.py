@@ -27,8 +27,15 @@ def test_predict_command(trained_run, dataset_root, tmp_path, capsys):
     video = next((dataset_root / "videos" / "move_up").iterdir())
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"garbage")
-    code = main(["predict", str(video), str(broken), "--checkpoint", str(trained_run / "best.safetensors"), "--json"])
+    grid = tmp_path / "grid.png"
+    code = main(["predict", str(video), str(broken), "--checkpoint", str(trained_run / "best.safetensors"), "--json",
+                 "--grid", str(grid)])
     results = json.loads(capsys.readouterr().out)
     assert code == 1
     assert len(results[str(video)]) == 3 and abs(sum(p["score"] for p in results[str(video)]) - 1) < 1e-4
     assert "cannot open" in results[str(broken)]["error"]
+    from PIL import Image
+
+    image = np.asarray(Image.open(grid).convert("RGB"), dtype=float)
+    assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 10
+    assert image[:, : image.shape[1] // 2].std() > image[:, image.shape[1] // 2 :].std()  # thumbnail beside a grey cell

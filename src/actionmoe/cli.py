@@ -90,6 +90,7 @@ def _add_predict(commands) -> None:
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--device", default="auto")
     predict.add_argument("--json", action="store_true")
+    predict.add_argument("--grid", type=Path, metavar="PNG", help="also write a thumbnail grid of the predictions")
     predict.set_defaults(handler=cmd_predict)
 
 
@@ -401,7 +402,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else:
                 ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in result)
                 print(f"{video}: {ranked}")
+    if args.grid:
+        _write_grid(results, predictor.classes, args.grid)
     return 1 if failed else 0
+
+
+def _write_grid(results: dict, classes: tuple[str, ...], path: Path) -> None:
+    from actionmoe.inference import Prediction
+    from actionmoe.visualize import GridCell, save_prediction_grid
+
+    cells = [GridCell(Path(video), None, result["error"]) if isinstance(result, dict)
+             else GridCell(Path(video), [Prediction(**p) for p in result]) for video, result in results.items()]
+    save_prediction_grid(cells, classes, path)
+    print(f"grid: {path}", file=sys.stderr)
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
