@@ -39,3 +39,20 @@ def test_predict_command(trained_run, dataset_root, tmp_path, capsys):
     image = np.asarray(Image.open(grid).convert("RGB"), dtype=float)
     assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 10
     assert image[:, : image.shape[1] // 2].std() > image[:, image.shape[1] // 2 :].std()  # thumbnail beside a grey cell
+
+
+def test_exported_program_matches_the_model(trained_run, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "model.pt2"
+    assert main(["export", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out),
+                 "--batch-size", "2"]) == 0
+    sidecar = json.loads((tmp_path / "model.pt2.json").read_text())
+    assert sidecar["input_shape"] == [2, 3, 8, 24, 24] and sidecar["classes"] == ["move_left", "move_right", "move_up"]
+    program = torch.export.load(str(out)).module()
+    predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
+    clip = torch.randn(2, 3, 8, 24, 24)
+    with torch.no_grad():
+        expected = predictor.restored.model(clip).logits.softmax(dim=1)
+        assert torch.allclose(program(clip), expected, atol=1e-5)
+    assert main(["export", "--checkpoint", str(trained_run / "missing.safetensors"), "--out", str(out)]) == 2

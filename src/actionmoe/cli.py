@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"actionmoe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=1, help="more log output (-vv for debug)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_info_and_demo, _add_train, _add_evaluate, _add_predict, _add_bench, _add_data):
+    for add in (_add_info_and_demo, _add_train, _add_evaluate, _add_predict, _add_export, _add_bench, _add_data):
         add(commands)
     return parser
 
@@ -92,6 +92,14 @@ def _add_predict(commands) -> None:
     predict.add_argument("--json", action="store_true")
     predict.add_argument("--grid", type=Path, metavar="PNG", help="also write a thumbnail grid of the predictions")
     predict.set_defaults(handler=cmd_predict)
+
+
+def _add_export(commands) -> None:
+    export = commands.add_parser("export", help="a torch.export program (.pt2) of a checkpoint, for deployment")
+    export.add_argument("--checkpoint", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="e.g. model.pt2 (a .json sidecar is written beside)")
+    export.add_argument("--batch-size", type=int, default=1)
+    export.set_defaults(handler=cmd_export)
 
 
 def _add_bench(commands) -> None:
@@ -415,6 +423,14 @@ def _write_grid(results: dict, classes: tuple[str, ...], path: Path) -> None:
              else GridCell(Path(video), [Prediction(**p) for p in result]) for video, result in results.items()]
     save_prediction_grid(cells, classes, path)
     print(f"grid: {path}", file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from actionmoe.export import export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.out, args.batch_size)
+    print(f"{result.model_path} (input {list(result.input_shape)}); classes and preprocessing: {result.sidecar_path}")
+    return 0
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
