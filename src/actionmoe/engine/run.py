@@ -71,6 +71,8 @@ def _train(config: Config, run_dir: Path, force: bool, context: DistContext) -> 
     if resume is not None and is_finished(resume.meta, config):
         return TrainResult(run_dir, False, f"{run_dir} holds a finished run (epoch {resume.meta['epoch'] + 1}, "
                            f"best val top-1 {resume.meta['best_metric']:.3f}); nothing to do, pass --force to retrain")
+    if resume is not None:
+        log.info("resuming from %s (epoch %d done)", run_dir / "last.safetensors", resume.meta["epoch"] + 1)
     if context.is_main:
         save_config(config, run_dir / "config.json")
         _trim_metrics(run_dir / "metrics.jsonl", resume.meta["epoch"] if resume else -1)
@@ -87,7 +89,6 @@ def _resumable(run_dir: Path, config: Config, splits: DatasetSplits) -> Checkpoi
         return None
     checkpoint = load_checkpoint(last, training_state=True)
     check_compatible(checkpoint.meta, config, splits.classes, last)
-    log.info("resuming from %s (epoch %d done)", last, checkpoint.meta["epoch"] + 1)
     return checkpoint
 
 
