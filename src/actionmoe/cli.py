@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"actionmoe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=1, help="more log output (-vv for debug)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_info_and_demo, _add_train, _add_evaluate, _add_predict, _add_export, _add_bench, _add_data):
+    for add in (_add_info_and_demo, _add_train, _add_evaluate, _add_predict, _add_export, _add_serve, _add_bench,
+                _add_data):
         add(commands)
     return parser
 
@@ -100,6 +101,16 @@ def _add_export(commands) -> None:
     export.add_argument("--out", type=Path, required=True, help="e.g. model.pt2 (a .json sidecar is written beside)")
     export.add_argument("--batch-size", type=int, default=1)
     export.set_defaults(handler=cmd_export)
+
+
+def _add_serve(commands) -> None:
+    serve = commands.add_parser("serve", help="an upload page and JSON API that predict on posted videos")
+    serve.add_argument("--checkpoint", type=Path, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", default="auto")
+    serve.add_argument("--top-k", type=int, default=5)
+    serve.set_defaults(handler=cmd_serve)
 
 
 def _add_bench(commands) -> None:
@@ -430,6 +441,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_checkpoint(args.checkpoint, args.out, args.batch_size)
     print(f"{result.model_path} (input {list(result.input_shape)}); classes and preprocessing: {result.sidecar_path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from actionmoe.inference import Predictor
+    from actionmoe.web.server import PredictionServer
+
+    server = PredictionServer((args.host, args.port), Predictor.from_checkpoint(args.checkpoint, args.device),
+                              args.top_k)
+    print(f"serving {args.checkpoint} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
