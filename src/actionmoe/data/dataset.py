@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from actionmoe.data.cache import ClipCache
-from actionmoe.data.decode import Size, get_reader, read_clip, read_uniform_frames
+from actionmoe.data.decode import Size, get_reader, read_clip
 from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, uniform_indices
 from actionmoe.data.splits import VideoRecord
 from actionmoe.data.transforms import ClipTransform
@@ -61,7 +61,7 @@ class VideoClipDataset(Dataset):
         self.records = list(records)
         self.spec = spec
         self.transform = transform
-        self.decoder = decoder
+        self.reader = get_reader(decoder)  # resolved once, not per clip
         self.cache = cache
         self.seed = seed
 
@@ -82,11 +82,12 @@ class VideoClipDataset(Dataset):
         spec = self.spec
         if spec.presample_frames <= 0:
             sample = lambda n: self.indices(n, rng).reshape(-1)  # noqa: E731
-            frames = read_clip(get_reader(self.decoder), path, sample, spec.size).frames
+            frames = read_clip(self.reader, path, sample, spec.size).frames
             return frames.reshape(-1, spec.clip_len, *frames.shape[1:])
         frames = self.cache.get(path) if self.cache is not None else None
         if frames is None:
-            frames = read_uniform_frames(path, spec.presample_frames, spec.size, self.decoder)
+            presample = lambda n: uniform_indices(n, spec.presample_frames)  # noqa: E731
+            frames = read_clip(self.reader, path, presample, spec.size).frames
         return frames[self.indices(len(frames), rng)]
 
     def indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
