@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,4 @@ def restore_model(path: Path, device: torch.device | str = "cpu") -> RestoredMod
 
 def _without_pretrained_download(config: Config) -> Config:
     """The checkpoint holds every weight: never fetch or read the original backbone weights again."""
-    from dataclasses import replace
-
     return replace(config, model=replace(config.model, weights="none"))

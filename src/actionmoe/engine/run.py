@@ -21,7 +21,7 @@ from actionmoe.engine.checkpoint import Checkpoint, CheckpointError, load_checkp
 from actionmoe.engine.device import pick_device, prepare_model, resolve_precision
 from actionmoe.engine.distributed import DistContext, differentiable_sum, init_distributed, shutdown_distributed
 from actionmoe.engine.optim import build_optimizer, build_scheduler
-from actionmoe.engine.trainer import BatchPolicy, LoopSettings, Trainer, TrainState
+from actionmoe.engine.trainer import BatchPolicy, LoopSettings, Trainer, TrainState, unwrap_model
 from actionmoe.errors import ActionMoEError, ConfigError
 from actionmoe.models.recognizer import build_model
 
@@ -137,7 +137,7 @@ def _build_trainer(config: Config, splits: DatasetSplits, run_dir: Path, device:
     if resume is not None:
         model.load_state_dict(resume.model)
     model = _wrap(model, config, device, context)
-    optimizer = build_optimizer(_unwrap(model), train)
+    optimizer = build_optimizer(unwrap_model(model), train)
     steps = max(1, len(loaders["train"]) // train.accumulate)
     scheduler = build_scheduler(optimizer, train, steps)
     state = TrainState()
@@ -182,11 +182,6 @@ def _wrap(model: nn.Module, config: Config, device: torch.device, context: DistC
             model.head.reduce = differentiable_sum
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return torch.compile(model) if train.compile else model
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
 
 
 def _trim_metrics(path: Path, last_epoch: int) -> None:

@@ -175,7 +175,7 @@ class Trainer:
         Runs the unwrapped model: ranks hold different numbers of evaluation batches, so no
         collective may happen inside the loop; the sums are reduced once at the end.
         """
-        model = _unwrap(self.model)
+        model = unwrap_model(self.model)
         model.eval()
         meter = Meter()
         for batch in loader:
@@ -196,7 +196,7 @@ class Trainer:
     def save(self, state: TrainState, improved: bool) -> None:
         if not self.context.is_main:
             return
-        model_state = _unwrap(self.model).state_dict()
+        model_state = unwrap_model(self.model).state_dict()
         meta = {**self.describe(state), "scheduler": self.scheduler.state_dict()}
         full = Checkpoint(model_state, meta, self.optimizer.state_dict(), rng_state())
         save_checkpoint(self.run_dir / "last.safetensors", full)
@@ -242,6 +242,7 @@ def prepare_batch(clip: torch.Tensor, policy: BatchPolicy, device: torch.device,
     return to_device(clip, device, channels_last)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile and DDP wrappers."""
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model)  # DDP

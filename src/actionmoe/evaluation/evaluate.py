@@ -13,7 +13,7 @@ import torch
 from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.engine.checkpoint import CheckpointError
-from actionmoe.engine.device import pick_device, resolve_precision
+from actionmoe.engine.device import autocast, pick_device, resolve_precision
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.run import build_batch_policy
 from actionmoe.engine.trainer import prepare_batch
@@ -78,8 +78,6 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
 
 @torch.no_grad()
 def predict_views(restored: RestoredModel, loader, device: torch.device, precision: str, policy) -> Predictions:
-    from actionmoe.engine.device import autocast
-
     model = restored.model
     probs, labels, gates, seconds, counts = [], [], [], [], []
     for batch in loader:
