@@ -83,13 +83,13 @@ def run_cache_build(data: DataConfig, rebuild: bool = False, workers: int | None
     if rebuild and folder.exists():
         for name in ("manifest.json", "frames.u8", "status.u8", "failures.jsonl"):
             (folder / name).unlink(missing_ok=True)
+    options = build_split_options(data, "skip")
+    splits = load_splits(data.dataset, root, options)
+    wanted = [r.path for r in (*splits.train, *splits.val, *splits.test)]
     if (folder / "manifest.json").exists():
         cache = ClipCache.open(folder, root, spec)
     else:
-        options = build_split_options(data, "skip")
-        every_split = [load_splits(data.dataset, root, replace(options, split=n)) for n in (1, 2, 3)]
-        videos = {r.path for s in every_split for r in (*s.train, *s.val, *s.test) if r.path.exists()}
-        cache = create_cache(folder, root, spec, sorted(videos))
-    splits = load_splits(data.dataset, root, build_split_options(data, "skip"))
-    wanted = [r.path for r in (*splits.train, *splits.val, *splits.test)]
+        others = [load_splits(data.dataset, root, replace(options, split=n)) for n in (1, 2, 3) if n != data.split]
+        videos = {r.path for s in others for r in (*s.train, *s.val, *s.test)} | set(wanted)
+        cache = create_cache(folder, root, spec, sorted(v for v in videos if v.exists()))
     return cache, fill_cache(cache, wanted, workers or os.cpu_count() or 1)
