@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actionmoe.data.decode import read_uniform_frames
-from actionmoe.data.sampling import multi_clip_indices
+from actionmoe.data.builders import build_clip_spec
+from actionmoe.data.dataset import VideoClipDataset
 from actionmoe.data.transforms import ClipTransform
 from actionmoe.engine.device import autocast, pick_device, resolve_precision
 from actionmoe.engine.restore import RestoredModel, restore_model
@@ -32,8 +32,10 @@ class Predictor:
     def __init__(self, restored: RestoredModel, device: torch.device) -> None:
         self.restored, self.device = restored, device
         data = restored.config.data
-        self.transform = ClipTransform(crop_size=data.crop_size, num_crops=data.test_crops,
-                                       mean=tuple(data.mean), std=tuple(data.std))
+        transform = ClipTransform(crop_size=data.crop_size, num_crops=data.test_crops, mean=tuple(data.mean),
+                                  std=tuple(data.std))
+        # the evaluation dataset's own view logic, so predictions follow the evaluation protocol exactly
+        self.views = VideoClipDataset([], build_clip_spec(data, num_clips=data.test_clips), transform, data.decoder)
         self.precision = resolve_precision(restored.config.train.precision, device)
 
     @classmethod
@@ -47,11 +49,8 @@ class Predictor:
 
     def clip_views(self, video: Path) -> torch.Tensor:
         """Decoded, preprocessed views of ``video``: [V, C, T, H, W] float."""
-        data = self.restored.config.data
-        count = data.presample_frames if data.presample_frames > 0 else data.clip_len * data.test_clips
-        frames = read_uniform_frames(video, count, tuple(data.resize), data.decoder)  # [F, H, W, C]
-        views = frames[multi_clip_indices(len(frames), data.clip_len, data.test_clips)]  # [clips, T, H, W, C]
-        return self.transform(views, np.random.default_rng(0))
+        rng = np.random.default_rng(0)  # evaluation views are deterministic; the generator goes unused
+        return self.views.transform(self.views.load_views(video, rng), rng)
 
     @torch.no_grad()
     def probabilities(self, video: str | Path) -> np.ndarray:
