@@ -6,8 +6,10 @@ from actionmoe.cli import main
 
 
 def test_bench_data_json(capsys, shared_data):
-    assert main(["bench", "data", "--videos", str(shared_data / "videos"), "--count", "2", "--repeats", "1",
-                 "--json"]) == 0
+    assert (
+        main(["bench", "data", "--videos", str(shared_data / "videos"), "--count", "2", "--repeats", "1", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     methods = {(r["workload"], r["method"], r["workers"]) for r in result["rows"]}
     assert ("hmdb-like 320x240 avi", "opencv decode", 1) in methods

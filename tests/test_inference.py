@@ -28,12 +28,22 @@ def test_predict_command(trained_run, dataset_root, tmp_path, capsys):
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"garbage")
     grid = tmp_path / "grid.png"
-    code = main(["predict", str(video), str(broken), "--checkpoint", str(trained_run / "best.safetensors"), "--json",
-                 "--grid", str(grid)])
-    results = json.loads(capsys.readouterr().out)
-    assert code == 1
-    assert len(results[str(video)]) == 3 and abs(sum(p["score"] for p in results[str(video)]) - 1) < 1e-4
-    assert "cannot open" in results[str(broken)]["error"]
+    code = main(
+        [
+            "predict",
+            str(video),
+            str(broken),
+            "--checkpoint",
+            str(trained_run / "best.safetensors"),
+            "--json",
+            "--grid",
+            str(grid),
+        ]
+    )
+    good, bad = json.loads(capsys.readouterr().out)
+    assert code == 1 and good["path"] == str(video) and good["error"] is None
+    assert len(good["predictions"]) == 3 and abs(sum(p["score"] for p in good["predictions"]) - 1) < 1e-4
+    assert bad["path"] == str(broken) and bad["predictions"] == [] and "cannot open" in bad["error"]
     from PIL import Image
 
     image = np.asarray(Image.open(grid).convert("RGB"), dtype=float)
@@ -45,8 +55,10 @@ def test_exported_program_matches_the_model(trained_run, tmp_path, capsys):
     import torch
 
     out = tmp_path / "model.pt2"
-    assert main(["export", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out),
-                 "--batch-size", "2"]) == 0
+    assert (
+        main(["export", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out), "--batch-size", "2"])
+        == 0
+    )
     sidecar = json.loads((tmp_path / "model.pt2.json").read_text())
     assert sidecar["input_shape"] == [2, 3, 8, 24, 24] and sidecar["classes"] == ["move_left", "move_right", "move_up"]
     program = torch.export.load(str(out)).module()
@@ -55,4 +67,4 @@ def test_exported_program_matches_the_model(trained_run, tmp_path, capsys):
     with torch.no_grad():
         expected = predictor.restored.model(clip).logits.softmax(dim=1)
         assert torch.allclose(program(clip), expected, atol=1e-5)
-    assert main(["export", "--checkpoint", str(trained_run / "missing.safetensors"), "--out", str(out)]) == 2
+    assert main(["export", "--checkpoint", str(trained_run / "missing.safetensors"), "--out", str(out)]) == 1

@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from actionmoe.errors import ConfigError
+from actionmoe.files import write_json
 
 ORIGINAL_HMDB51_HOST = "http://serre-lab.clps.brown.edu/wp-content/uploads/2013/10"
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+SYNTH_MAX_CLASSES = 12  # motions the synthetic generator draws
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 
 
 @dataclass(frozen=True)
@@ -35,34 +39,66 @@ class DownloadConfig:
     backoff_s: float = 1.0
     timeout_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        _require(self.retries >= 0, "download.retries", "must be 0 or more")
+        _require(self.backoff_s >= 0, "download.backoff_s", "must be 0 or more")
+        _require(self.timeout_s > 0, "download.timeout_s", "must be positive")
+        for key in ("videos_md5", "splits_md5"):
+            value = getattr(self, key)
+            _require(
+                value == "" or re.fullmatch(r"[0-9a-fA-F]{32}", value) is not None,
+                f"download.{key}",
+                "must be empty or 32 hexadecimal digits",
+            )
+
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, which split, and how clips are made from it."""
 
-    dataset: str = "hmdb51"  # hmdb51 | ucf101 | folder
+    dataset: Literal["hmdb51", "ucf101", "folder"] = "hmdb51"
     root: str = "data/hmdb51"
     split: int = 1
     val_fraction: float = 0.1
     val_on_test: bool = False  # parity with the original notebook; model selection then sees test
-    on_missing: str = "error"  # error | skip
+    on_missing: Literal["error", "skip"] = "error"
     seed: int = 0
     split_csv: str = ""  # folder layout only: optional CSV of path,subset
     clip_len: int = 16
     resize: tuple[int, int] = (128, 171)  # (H, W) at decode time, as the Kinetics weights expect
     crop_size: int = 112
     presample_frames: int = 32  # frames kept per video (uniformly) before clip sampling; 0 = all
-    train_sampling: str = "random"  # random (one random frame per segment) | uniform
+    train_sampling: Literal["random", "uniform"] = "random"  # random: one random frame per segment
     flip: bool = True
     test_clips: int = 1
-    test_crops: int = 1  # 1 (centre) or 3
-    decoder: str = "auto"  # auto | torchcodec | opencv | pyav
+    test_crops: Literal[1, 3] = 1  # 1 (centre) or 3 (start, centre, end)
+    decoder: Literal["auto", "opencv", "pyav", "torchcodec"] = "auto"
     num_workers: int = 2
     cache: str = "auto"  # auto: ROOT/.actionmoe-cache when built | off | a folder
     normalize_on_device: bool = False  # loader yields uint8; the engine normalises on the device
     augment_on_device: bool = False  # training crop/flip on the device too (implies normalize_on_device)
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
+
+    def __post_init__(self) -> None:
+        _require(self.split in (1, 2, 3), "data.split", "must be 1, 2 or 3")
+        _require(
+            self.val_on_test or 0 < self.val_fraction < 1,
+            "data.val_fraction",
+            "must be between 0 and 1 (exclusive), unless data.val_on_test = true",
+        )
+        _require(self.clip_len >= 1, "data.clip_len", "must be at least 1")
+        _require(min(self.resize) >= 1, "data.resize", "must be two positive sizes [H, W]")
+        _require(
+            1 <= self.crop_size <= min(self.resize),
+            "data.crop_size",
+            f"must be positive and fit data.resize {list(self.resize)}",
+        )
+        _require(self.presample_frames >= 0, "data.presample_frames", "must be 0 (all frames) or more")
+        _require(self.test_clips >= 1, "data.test_clips", "must be at least 1")
+        _require(self.num_workers >= 0, "data.num_workers", "must be 0 or more")
+        _require(min(self.std) > 0, "data.std", "must be three positive numbers")
+        _require(self.cache != "" and self.root != "", "data.cache / data.root", "must not be empty")
 
 
 @dataclass(frozen=True)
@@ -76,8 +112,14 @@ class SynthConfig:
     height: int = 120
     fps: int = 25
     seed: int = 0
-    rar_format: str = "rar4"  # rar4 | rar5
+    rar_format: Literal["rar4", "rar5"] = "rar4"
     solid: bool = False
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.classes <= SYNTH_MAX_CLASSES, "synth.classes", f"must be 2 to {SYNTH_MAX_CLASSES}")
+        _require(self.videos_per_class >= 4, "synth.videos_per_class", "must be at least 4 (70/30 split per class)")
+        _require(self.frames >= 1 and self.fps >= 1, "synth.frames / synth.fps", "must be positive")
+        _require(min(self.width, self.height) >= 16, "synth.width / synth.height", "must be at least 16")
 
 
 @dataclass(frozen=True)
@@ -86,11 +128,11 @@ class ModelConfig:
 
     weights: str = "none"  # none | kinetics400 | path to a .pth / .safetensors state dict
     layer4_temporal_stride: bool = True  # False keeps T=4 after layer4 (+5% FLOPs, weights still load)
-    motion_taps: tuple[str, ...] = ("layer4",)  # any of layer2, layer3, layer4; [] = no motion module
+    motion_taps: tuple[Literal["layer2", "layer3", "layer4"], ...] = ("layer4",)  # [] = no motion module
     motion_reduction: int = 8
-    motion_fusion: str = "gate"  # gate: X + X * (sigmoid(M) - 0.5) | residual: X + M
+    motion_fusion: Literal["gate", "residual"] = "gate"  # gate: X + X * (sigmoid(M) - 0.5); residual: X + M
     motion_descriptor: bool = False  # also feed pooled |feature differences| to the head
-    head: str = "moe"  # moe | linear
+    head: Literal["moe", "linear"] = "moe"
     feature_dropout: float = 0.3
     num_experts: int = 4
     top_k: int = 2
@@ -98,9 +140,31 @@ class ModelConfig:
     expert_hidden: int = 1024
     expert_dropout: float = 0.1
     noisy_gating: bool = True
-    balance: str = "shazeer"  # shazeer (importance + load) | switch | none
+    balance: Literal["shazeer", "switch", "none"] = "shazeer"  # shazeer: CV^2 of importance + load
     balance_weight: float = 0.01
     z_loss_weight: float = 0.001
+
+    def __post_init__(self) -> None:
+        _require(len(set(self.motion_taps)) == len(self.motion_taps), "model.motion_taps", "must not repeat a stage")
+        _require(self.motion_reduction >= 1, "model.motion_reduction", "must be at least 1")
+        for key in ("feature_dropout", "expert_dropout"):
+            _require(0 <= getattr(self, key) < 1, f"model.{key}", "must be in [0, 1)")
+        _require(self.num_experts >= 1, "model.num_experts", "must be at least 1")
+        _require(
+            1 <= self.top_k <= self.num_experts,
+            "model.top_k",
+            f"must be between 1 and model.num_experts ({self.num_experts})",
+        )
+        _require(
+            min(self.gate_hidden, self.expert_hidden) >= 1,
+            "model.gate_hidden / model.expert_hidden",
+            "must be positive",
+        )
+        _require(
+            min(self.balance_weight, self.z_loss_weight) >= 0,
+            "model.balance_weight / model.z_loss_weight",
+            "must be 0 or more",
+        )
 
 
 @dataclass(frozen=True)
@@ -109,12 +173,12 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 8
-    optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # sgd: Nesterov momentum
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     backbone_lr_scale: float = 0.1
     weight_decay: float = 0.05
-    scheduler: str = "plateau"  # plateau (on validation accuracy) | cosine (with warmup)
+    scheduler: Literal["plateau", "cosine"] = "plateau"  # plateau: on validation accuracy; cosine: with warmup
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     warmup_epochs: int = 1
@@ -122,7 +186,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     accumulate: int = 1  # optimizer step every N batches
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     channels_last: bool = True  # channels_last_3d on CUDA
     compile: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
@@ -130,6 +194,29 @@ class TrainConfig:
     early_stop_patience: int = 0  # epochs without validation improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "accumulate"):
+            _require(getattr(self, key) >= 1, f"train.{key}", "must be at least 1")
+        _require(self.lr > 0, "train.lr", "must be positive")
+        for key in (
+            "backbone_lr_scale",
+            "weight_decay",
+            "grad_clip",
+            "plateau_patience",
+            "warmup_epochs",
+            "early_stop_patience",
+        ):
+            _require(getattr(self, key) >= 0, f"train.{key}", "must be 0 or more")
+        for key in ("momentum", "label_smoothing"):
+            _require(0 <= getattr(self, key) < 1, f"train.{key}", "must be in [0, 1)")
+        _require(0 < self.plateau_factor < 1, "train.plateau_factor", "must be between 0 and 1 (exclusive)")
+        _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+        _require(
+            re.fullmatch(DEVICE_PATTERN, self.device) is not None,
+            "train.device",
+            "must be one of auto, cpu, cuda, cuda:N",
+        )
 
 
 @dataclass(frozen=True)
@@ -168,10 +255,27 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def config_to_toml(config: Config) -> str:
+    """The resolved config as TOML that ``load_config`` reads back to the same Config."""
+    lines = []
+    for section, values in config_to_dict(config).items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_literal(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    return json.dumps(value)  # numbers, and strings with JSON escapes (valid TOML basic strings)
+
+
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as JSON (read back with ``load_config_dict``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+    write_json(path, config_to_dict(config))
 
 
 def load_config_dict(values: dict[str, Any]) -> Config:
@@ -239,12 +343,19 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _require(condition: bool, key: str, rule: str) -> None:
+    if not condition:
+        raise ConfigError(f"config key {key} {rule}")
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     if isinstance(value, dict):
         raise ConfigError(f"config key {key} is a value, not a section")
     if isinstance(value, _RawOverride):
         value = _parse_raw(value.text, hint)
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        return _coerce_literal(value, typing.get_args(hint), key)
     if origin is tuple:
         return _coerce_tuple(value, typing.get_args(hint), key)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -255,7 +366,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:
-    if isinstance(value, str) and args and args[0] is str:
+    if isinstance(value, str) and args and _is_text(args[0]):
         value = [value]
     if not isinstance(value, list | tuple):
         raise ConfigError(f"config key {key} must be a list, got {value!r}")
@@ -265,10 +376,23 @@ def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:
     return tuple(_coerce(v, t, key) for v, t in zip(value, element_types))
 
 
+def _coerce_literal(value: Any, allowed: tuple, key: str) -> Any:
+    if any(type(value) is type(option) and value == option for option in allowed):
+        return value
+    raise ConfigError(f"config key {key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _is_text(hint: Any) -> bool:
+    """str, or a Literal of strings: a command-line value needs no quotes."""
+    if typing.get_origin(hint) is Literal:
+        return all(isinstance(option, str) for option in typing.get_args(hint))
+    return hint is str
+
+
 def _parse_raw(text: str, hint: Any) -> Any:
-    if hint is str:
+    if _is_text(hint):
         return text
-    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str and not text.startswith("["):
+    if typing.get_origin(hint) is tuple and _is_text(typing.get_args(hint)[0]) and not text.startswith("["):
         return [part.strip() for part in text.split(",") if part.strip()]
     try:
         return tomllib.loads(f"v = {text}")["v"]

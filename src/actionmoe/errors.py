@@ -1,12 +1,29 @@
-"""Errors a user can cause. The CLI prints their message on one line and exits non-zero."""
+"""Every error a user can cause. The CLI prints the message on one line and exits with ``exit_code``.
+
+Exit codes follow argparse's convention: 2 for a usage error (a bad option or config value, fixed
+by changing the command), 1 for a runtime or data error (a corrupt file, a failed download, a
+full disk, fixed by changing the world).
+"""
 
 
 class ActionMoEError(Exception):
     """Base class: the message says what went wrong and what to do about it."""
 
+    exit_code = 1
 
-class ConfigError(ActionMoEError):
+
+class UsageError(ActionMoEError):
+    """A command-line option or argument that cannot work as given."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
     """Unknown config key, wrong type or invalid value."""
+
+
+class OutputError(ActionMoEError):
+    """An output file or folder cannot be written (permissions, wrong type, disk full)."""
 
 
 class DownloadError(ActionMoEError):
@@ -18,7 +35,7 @@ class ChecksumError(DownloadError):
 
 
 class ArchiveError(ActionMoEError):
-    """An archive is corrupt, unsupported, or tries to write outside its target folder."""
+    """An archive is corrupt, unsupported, too large, or tries to write outside its target folder."""
 
 
 class UnsafeArchiveError(ArchiveError):
@@ -30,4 +47,28 @@ class DatasetError(ActionMoEError):
 
 
 class VideoDecodeError(ActionMoEError):
-    """A video file cannot be decoded."""
+    """A file cannot be decoded as a video."""
+
+
+class CacheError(ActionMoEError):
+    """A clip cache that is missing, damaged, or built with other preprocessing."""
+
+
+class WeightsError(ActionMoEError):
+    """A weights file that is missing, corrupt, or of another architecture."""
+
+
+class ModelInputError(ActionMoEError):
+    """A clip of the wrong rank, channel count or length."""
+
+
+class CheckpointError(ActionMoEError):
+    """Missing, unreadable, corrupt or incompatible checkpoint."""
+
+
+class TrainingError(ActionMoEError):
+    """Training cannot continue (non-finite loss, no decodable clip)."""
+
+
+class RunLockedError(ActionMoEError):
+    """Another process is writing into the same run folder."""

@@ -10,7 +10,6 @@ The sidecar ``<file>.json`` holds the class names and the preprocessing a caller
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import torch
 from torch import nn
 
 from actionmoe.engine.restore import restore_model
-from actionmoe.errors import ActionMoEError
-
+from actionmoe.errors import UsageError
+from actionmoe.files import ensure_writable, write_atomically, write_json
 
 
 class Probabilities(nn.Module):
@@ -42,19 +41,27 @@ class ExportResult:
 
 def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1) -> ExportResult:
     if batch_size < 1:
-        raise ActionMoEError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     restored = restore_model(checkpoint, "cpu")
     data = restored.config.data
     shape = (batch_size, 3, data.clip_len, data.crop_size, data.crop_size)
     module = Probabilities(restored.model).eval()
-    example = torch.randn(shape)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.pt2'}")
+    ensure_writable(out.parent, "--out")
     with torch.no_grad():
-        torch.export.save(torch.export.export(module, (example,)), str(out))
-    sidecar = out.with_name(out.name + ".json")
-    sidecar.write_text(json.dumps({
-        "format": "torch.export", "input_shape": list(shape), "input": "float32 clip [B, 3, T, H, W], RGB in [0, 1] then "
-        "(x - mean) / std", "output": "class probabilities [B, classes]", "classes": list(restored.classes),
-        "preprocessing": restored.meta["preprocessing"], "checkpoint_sha256": restored.sha256,
-    }, indent=2) + "\n")
+        program = torch.export.export(module, (torch.randn(shape),))
+    write_atomically(out, lambda path: torch.export.save(program, str(path)))
+    sidecar = write_json(
+        out.with_name(out.name + ".json"),
+        {
+            "format": "torch.export",
+            "input_shape": list(shape),
+            "input": "float32 clip [B, 3, T, H, W], RGB in [0, 1] then (x - mean) / std",
+            "output": "class probabilities [B, classes]",
+            "classes": list(restored.classes),
+            "preprocessing": restored.meta["preprocessing"],
+            "checkpoint_sha256": restored.sha256,
+        },
+    )
     return ExportResult(out, sidecar, shape)

@@ -4,22 +4,26 @@
     predictor.predict("clip.avi")  # -> [Prediction(label="ride_bike", score=0.91), ...]
 
 The checkpoint carries the class names and the preprocessing it was trained with (frames,
-resize, crop, normalisation, test views), so predictions use exactly the evaluation protocol.
+resize, crop, normalisation, test views), so predictions use exactly the evaluation protocol:
+the same view loader, preprocessing object and multi-view routine as ``actionmoe evaluate``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from actionmoe.data.builders import build_clip_spec
-from actionmoe.data.dataset import VideoClipDataset
-from actionmoe.data.transforms import ClipTransform
-from actionmoe.engine.device import autocast, pick_device, resolve_precision
+from actionmoe.data.builders import build_preprocessing
+from actionmoe.data.dataset import load_views
+from actionmoe.data.decode import get_reader
+from actionmoe.engine.device import pick_device, resolve_precision
 from actionmoe.engine.restore import RestoredModel, restore_model
+from actionmoe.engine.views import predict_views
+from actionmoe.errors import UsageError, VideoDecodeError
 
 
 @dataclass(frozen=True)
@@ -28,14 +32,24 @@ class Prediction:
     score: float  # softmax probability averaged over the views
 
 
+@dataclass(frozen=True)
+class FilePrediction:
+    """The ranked actions of one file, or why it could not be read."""
+
+    path: str
+    predictions: list[Prediction] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "predictions": [asdict(p) for p in self.predictions], "error": self.error}
+
+
 class Predictor:
     def __init__(self, restored: RestoredModel, device: torch.device) -> None:
         self.restored, self.device = restored, device
         data = restored.config.data
-        transform = ClipTransform(crop_size=data.crop_size, num_crops=data.test_crops, mean=tuple(data.mean),
-                                  std=tuple(data.std))
-        # the evaluation dataset's own view logic, so predictions follow the evaluation protocol exactly
-        self.views = VideoClipDataset([], build_clip_spec(data, num_clips=data.test_clips), transform, data.decoder)
+        self.preprocessing = build_preprocessing(data)
+        self.reader = get_reader(data.decoder)
         self.precision = resolve_precision(restored.config.train.precision, device)
 
     @classmethod
@@ -48,20 +62,32 @@ class Predictor:
         return self.restored.classes
 
     def clip_views(self, video: Path) -> torch.Tensor:
-        """Decoded, preprocessed views of ``video``: [V, C, T, H, W] float."""
+        """Decoded, preprocessed views of ``video`` on the device: [1, V, C, T, H, W] float."""
         rng = np.random.default_rng(0)  # evaluation views are deterministic; the generator goes unused
-        return self.views.transform(self.views.load_views(video, rng), rng)
+        views = load_views(self.reader, video, self.preprocessing, False, rng)  # [V', T, H, W, C]
+        batch = self.preprocessing.worker(views, False, rng)[None]
+        return self.preprocessing.on_device(batch, self.device, False)
 
-    @torch.no_grad()
     def probabilities(self, video: str | Path) -> np.ndarray:
         """Class probabilities averaged over the views; [num_classes]."""
-        views = self.clip_views(Path(video)).to(self.device)
-        with autocast(self.device, self.precision):
-            logits = self.restored.model(views).logits.float()  # [V, classes]
-        return logits.softmax(dim=1).mean(dim=0).cpu().numpy()
+        clips = self.clip_views(Path(video))
+        out = predict_views(self.restored.model, clips, self.precision, self.restored.config.train.channels_last)
+        return out.video_probs()[0].cpu().numpy()
 
     def predict(self, video: str | Path, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` most likely classes, best first."""
+        if top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, got {top_k}")
         probs = self.probabilities(video)
-        order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
+        order = np.argsort(-probs, kind="stable")[:top_k]
         return [Prediction(self.classes[i], float(probs[i])) for i in order]
+
+    def predict_files(self, videos: Sequence[str | Path], top_k: int = 5) -> list[FilePrediction]:
+        """One result per file, in order; an undecodable file gets its reason instead of predictions."""
+        results = []
+        for video in videos:
+            try:
+                results.append(FilePrediction(str(video), self.predict(video, top_k)))
+            except VideoDecodeError as exc:
+                results.append(FilePrediction(str(video), error=str(exc)))
+        return results

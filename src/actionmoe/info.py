@@ -6,11 +6,23 @@ import importlib.metadata
 import platform
 
 from actionmoe import __version__
-from actionmoe.data.archives import available_rar_backends
+from actionmoe.acquire.archives import available_rar_backends
 from actionmoe.data.decode import available_decoders
 
-PACKAGES = ("torch", "torchvision", "numpy", "opencv-python-headless", "av", "torchcodec", "rars", "libarchive-c",
-            "safetensors", "scikit-learn", "matplotlib", "tqdm")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "opencv-python-headless",
+    "av",
+    "torchcodec",
+    "rars",
+    "libarchive-c",
+    "safetensors",
+    "scikit-learn",
+    "matplotlib",
+    "tqdm",
+)
 
 
 def environment_report() -> dict:
@@ -43,7 +55,9 @@ def format_report(report: dict) -> str:
     lines += [f"  {name:<24} {version or 'not installed'}" for name, version in report["packages"].items()]
     device = report["device"]
     gpus = ", ".join(device["cuda_devices"]) or "none"
-    lines.append(f"device: {'cuda' if device['cuda_available'] else 'cpu'} (GPUs: {gpus}; CPU threads: {device['cpu_threads']})")
+    lines.append(
+        f"device: {'cuda' if device['cuda_available'] else 'cpu'} (GPUs: {gpus}; CPU threads: {device['cpu_threads']})"
+    )
     lines.append(f"video decoders: {', '.join(report['decoders']) or 'none (pip install opencv-python-headless av)'}")
     lines.append(f"RAR extractors: {', '.join(report['rar_extractors']) or 'none (pip install rars)'}")
     return "\n".join(lines)

@@ -7,8 +7,11 @@ from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, 
 @pytest.mark.parametrize("num_frames", [1, 3, 16, 17, 1000])
 def test_exactly_clip_len_indices_in_range_and_ordered(num_frames):
     rng = np.random.default_rng(0)
-    for indices in (uniform_indices(num_frames, 16), segment_random_indices(num_frames, 16, rng),
-                    *multi_clip_indices(num_frames, 16, 3)):
+    for indices in (
+        uniform_indices(num_frames, 16),
+        segment_random_indices(num_frames, 16, rng),
+        *multi_clip_indices(num_frames, 16, 3),
+    ):
         assert indices.shape == (16,)
         assert indices.min() >= 0 and indices.max() < num_frames
         assert np.all(np.diff(indices) >= 0)
@@ -24,8 +27,10 @@ def test_random_segments_cover_each_segment_and_depend_on_rng():
     segment = np.arange(16)[None] * 10
     assert np.all((picks >= segment) & (picks < segment + 10))
     assert len({tuple(p) for p in picks}) > 150
-    assert np.array_equal(segment_random_indices(160, 16, np.random.default_rng(5)),
-                          segment_random_indices(160, 16, np.random.default_rng(5)))
+    assert np.array_equal(
+        segment_random_indices(160, 16, np.random.default_rng(5)),
+        segment_random_indices(160, 16, np.random.default_rng(5)),
+    )
 
 
 def test_multi_clip_views_interleave():

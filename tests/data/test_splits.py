@@ -7,6 +7,7 @@ import pytest
 from actionmoe.data.splits import (
     SplitOptions,
     VideoRecord,
+    builtin_hmdb51_split_dir,
     hmdb51_class_names,
     load_splits,
     parse_hmdb51_split_file,
@@ -20,7 +21,7 @@ from actionmoe.errors import DatasetError
 def official_root(shared_data, tmp_path_factory) -> Path:
     """The real split files laid out as an extracted HMDB51 root (videos absent)."""
     root = tmp_path_factory.mktemp("hmdb51")
-    shutil.copytree(shared_data / "hmdb51" / "testTrainMulti_7030_splits", root / "splits" / "testTrainMulti_7030_splits")
+    shutil.copytree(builtin_hmdb51_split_dir(), root / "splits" / "testTrainMulti_7030_splits")
     return root
 
 
@@ -35,7 +36,9 @@ def test_official_split_files_give_70_30_per_class(official_root, shared_data, s
     assert list(classes) == (shared_data / "hmdb51" / "classes.txt").read_text().split()
     counts = Counter()
     for name in classes:
-        entries = parse_hmdb51_split_file(official_root / "splits" / "testTrainMulti_7030_splits" / f"{name}_test_split{split}.txt")
+        entries = parse_hmdb51_split_file(
+            official_root / "splits" / "testTrainMulti_7030_splits" / f"{name}_test_split{split}.txt"
+        )
         subset_counts = Counter(subset for _, subset in entries)
         assert (subset_counts["train"], subset_counts["test"]) == (70, 30), name
         counts.update(subset_counts)
@@ -53,7 +56,9 @@ def test_official_split_matches_public_lists(official_root, shared_data):
             expected.add((path.split("/")[-1], int(label)))
         ours = set()
         for label, name in enumerate(classes):
-            entries = parse_hmdb51_split_file(root / "splits" / "testTrainMulti_7030_splits" / f"{name}_test_split1.txt")
+            entries = parse_hmdb51_split_file(
+                root / "splits" / "testTrainMulti_7030_splits" / f"{name}_test_split1.txt"
+            )
             ours |= {(video, label) for video, s in entries if s == subset}
         assert ours == expected
 
@@ -84,9 +89,11 @@ def test_tolerates_crlf_trailing_spaces_and_blank_lines(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("a.avi 1\ngarbage\n", r"walk_test_split1.txt:2: malformed line 'garbage'"),
-     ("a.avi 7\n", "malformed line 'a.avi 7'"),
-     ("a.avi 1\na.avi 2\n", "a.avi is listed twice")],
+    [
+        ("a.avi 1\ngarbage\n", r"walk_test_split1.txt:2: malformed line 'garbage'"),
+        ("a.avi 7\n", "malformed line 'a.avi 7'"),
+        ("a.avi 1\na.avi 2\n", "a.avi is listed twice"),
+    ],
 )
 def test_bad_split_lines_are_named(tmp_path, text, message):
     root = make_root(tmp_path, three_splits("walk", text), {"walk": ["a.avi"]})
@@ -111,9 +118,7 @@ def test_missing_videos_error_or_skip(tmp_path):
     assert summarize(splits)["counts"] == {"train": 1, "val": 0, "test": 1}
 
 
-def test_bad_split_number_and_root(tmp_path):
-    with pytest.raises(DatasetError, match="split must be 1, 2 or 3"):
-        load_splits("hmdb51", tmp_path, SplitOptions(split=4))
+def test_missing_root(tmp_path):  # the split number is checked by the config (tests/test_config.py)
     with pytest.raises(DatasetError, match="does not exist"):
         load_splits("hmdb51", tmp_path / "nope", SplitOptions())
     with pytest.raises(DatasetError, match="no HMDB51 split files"):
@@ -130,7 +135,9 @@ def test_holdout_is_stratified_seeded_and_disjoint():
 
 
 def test_val_on_test_for_notebook_parity(tmp_path):
-    root = make_root(tmp_path, three_splits("walk", "a.avi 1\nb.avi 1\nc.avi 2\n"), {"walk": ["a.avi", "b.avi", "c.avi"]})
+    root = make_root(
+        tmp_path, three_splits("walk", "a.avi 1\nb.avi 1\nc.avi 2\n"), {"walk": ["a.avi", "b.avi", "c.avi"]}
+    )
     splits = load_splits("hmdb51", root, SplitOptions(val_on_test=True))
     assert splits.val == splits.test and len(splits.train) == 2 and splits.val_is_test
 

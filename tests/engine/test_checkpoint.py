@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-from actionmoe.engine import checkpoint as checkpoint_module
-from actionmoe.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, rng_state, save_checkpoint
+from actionmoe import files
+from actionmoe.engine.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
+from actionmoe.errors import CheckpointError, OutputError
 
 
 def sample_checkpoint() -> Checkpoint:
@@ -45,20 +46,20 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     changed = sample_checkpoint()
     changed.meta["epoch"] = 4
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full"):
         save_checkpoint(path, changed)
     assert path.read_bytes() == before and load_checkpoint(path).meta["epoch"] == 3
     assert os.listdir(tmp_path) == ["last.safetensors"]
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"])
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}'])
 def test_corrupt_or_foreign_files_are_clear_errors(tmp_path, content):
     path = tmp_path / "c.safetensors"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="corrupt or not an actionmoe checkpoint|not an actionmoe checkpoint"):
+    with pytest.raises(CheckpointError, match="damaged or not a safetensors file|not an actionmoe checkpoint"):
         load_checkpoint(path)
 
 

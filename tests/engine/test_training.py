@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from actionmoe.acquire.synthetic import write_synthetic_hmdb51
 from actionmoe.cli import main
 from actionmoe.config import SynthConfig
-from actionmoe.data.synthetic import write_synthetic_hmdb51
 from actionmoe.engine.checkpoint import load_checkpoint
-from actionmoe.engine.run import run_training
-from tests.conftest import cli_args, epochs_logged, tiny_config
+from actionmoe.workflows import run_training
+from tests.helpers import cli_args, epochs_logged, tiny_config
+
 
 def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "last.safetensors").model
@@ -23,8 +24,16 @@ def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_loss_falls_and_accuracy_beats_chance(dataset_root, tmp_path):
     # no augmentation or dropout: on 17 clips the model should fit the training set within a few epochs
-    easy = ["train.epochs=12", "model.feature_dropout=0.0", "model.expert_dropout=0.0", "data.train_sampling=uniform",
-            "data.resize=[32,32]", "data.crop_size=32", "train.scheduler=plateau", "train.lr=0.0005"]
+    easy = [
+        "train.epochs=12",
+        "model.feature_dropout=0.0",
+        "model.expert_dropout=0.0",
+        "data.train_sampling=uniform",
+        "data.resize=[32,32]",
+        "data.crop_size=32",
+        "train.scheduler=plateau",
+        "train.lr=0.0005",
+    ]
     result = run_training(tiny_config(dataset_root, *easy), tmp_path / "run")
     rows = epochs_logged(tmp_path / "run")
     assert len(rows) == 12 and result.trained
@@ -53,10 +62,12 @@ def test_finished_run_is_not_retrained_without_force(dataset_root, tmp_path, cap
 
 def run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "actionmoe", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "actionmoe", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
+@pytest.mark.slow
 def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path):
     common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1"]
     reference = run_cli(cli_args(dataset_root, tmp_path / "straight", *common))
@@ -80,19 +91,38 @@ def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_p
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_matches_one_process(dataset_root, tmp_path):
-    exact = ["train.epochs=2", "train.freeze_bn=true", "model.feature_dropout=0.0", "model.expert_dropout=0.0",
-             "model.noisy_gating=false", "train.optimizer=sgd", "train.lr=0.01"]
+    exact = [
+        "train.epochs=2",
+        "train.freeze_bn=true",
+        "model.feature_dropout=0.0",
+        "model.expert_dropout=0.0",
+        "model.noisy_gating=false",
+        "train.optimizer=sgd",
+        "train.lr=0.01",
+    ]
     single = run_cli(cli_args(dataset_root, tmp_path / "single", *exact, "train.batch_size=4"))
     assert single.wait(timeout=600) == 0, single.stdout.read()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "actionmoe", *cli_args(dataset_root, tmp_path / "ddp", *exact, "train.batch_size=2")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "actionmoe",
+        *cli_args(dataset_root, tmp_path / "ddp", *exact, "train.batch_size=2"),
+    ]
     ddp = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     assert ddp.stdout.count("run folder:") == 1  # only rank 0 reports
     assert [r["epoch"] for r in epochs_logged(tmp_path / "ddp")] == [0, 1]
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
+        p.name for p in (tmp_path / "single").iterdir()
+    )
     expected, actual = model_state(tmp_path / "single"), model_state(tmp_path / "ddp")
     worst = max((expected[k].float() - actual[k].float()).abs().max().item() for k in expected)
     assert worst < 1e-4  # float summation order differs between one and two processes
@@ -105,9 +135,9 @@ def test_corrupt_checkpoint_is_an_error_not_a_restart(dataset_root, tmp_path, ca
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "last.safetensors").write_bytes(b"not a checkpoint")
-    assert main(cli_args(dataset_root, run_dir, "train.epochs=1")) == 2
+    assert main(cli_args(dataset_root, run_dir, "train.epochs=1")) == 1
     err = capsys.readouterr().err
-    assert "corrupt or not an actionmoe checkpoint" in err and err.count("\n") == 1
+    assert "damaged or not a safetensors file" in err and "pass --force" in err and err.count("\n") == 1
     assert (run_dir / "last.safetensors").read_bytes() == b"not a checkpoint"
     assert not (run_dir / "best.safetensors").exists()
 
@@ -117,20 +147,36 @@ def test_checkpoint_from_another_class_list_is_refused(dataset_root, tmp_path, c
     assert main(cli_args(dataset_root, run_dir, "train.epochs=1")) == 0
     other = tmp_path / "other"
     write_synthetic_hmdb51(tmp_path / "arch", SynthConfig(classes=4, videos_per_class=4, frames=8, width=48, height=40))
-    assert main(["data", "download", "hmdb51", "--root", str(other), "--archives", str(tmp_path / "arch"),
-                 "--checksums", str(tmp_path / "arch" / "checksums.md5")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "download",
+                "hmdb51",
+                "--root",
+                str(other),
+                "--archives",
+                str(tmp_path / "arch"),
+                "--checksums",
+                str(tmp_path / "arch" / "checksums.md5"),
+            ]
+        )
+        == 0
+    )
     before = (run_dir / "last.safetensors").read_bytes()
     capsys.readouterr()
-    assert main(cli_args(other, run_dir, "train.epochs=2")) == 2
+    assert main(cli_args(other, run_dir, "train.epochs=2")) == 1
     assert "was trained on 3 classes" in capsys.readouterr().err
     assert (run_dir / "last.safetensors").read_bytes() == before
 
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--set", "train.nope=1"], "unknown config key train.nope"),
-     (["--split", "4"], "split must be 1, 2 or 3"),
-     (["--set", "train.epochs=0"], "train.epochs must be at least 1")],
+    [
+        (["--set", "train.nope=1"], "unknown config key train.nope"),
+        (["--split", "4"], "data.split must be 1, 2 or 3"),
+        (["--set", "train.epochs=0"], "train.epochs must be at least 1"),
+    ],
 )
 def test_bad_arguments_are_one_line_errors(dataset_root, tmp_path, capsys, extra, message):
     assert main([*cli_args(dataset_root, tmp_path / "run"), *extra]) == 2
@@ -142,7 +188,7 @@ def test_bad_arguments_are_one_line_errors(dataset_root, tmp_path, capsys, extra
 def test_unwritable_output_folder(dataset_root, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(cli_args(dataset_root, blocker / "run", "train.epochs=1")) == 2
+    assert main(cli_args(dataset_root, blocker / "run", "train.epochs=1")) == 1
     assert "cannot write to" in capsys.readouterr().err
 
 
@@ -153,7 +199,7 @@ def test_no_decodable_training_clip(dataset_root, tmp_path, capsys):
     shutil.copytree(dataset_root, broken)
     for video in (broken / "videos").rglob("*.avi"):
         video.write_bytes(b"garbage")
-    assert main(cli_args(broken, tmp_path / "run", "train.epochs=1")) == 2
+    assert main(cli_args(broken, tmp_path / "run", "train.epochs=1")) == 1
     err = capsys.readouterr().err
     assert "no training clip could be decoded" in err and "actionmoe data scan" in err
     assert not (tmp_path / "run" / "last.safetensors").exists()
@@ -175,8 +221,14 @@ def test_tensorboard_accumulation_and_device_side_augmentation(dataset_root, tmp
             scalars.append(("closed", 0, 0))
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
-    config = tiny_config(dataset_root, "train.epochs=1", "train.accumulate=2", "train.batch_size=2",
-                         "data.augment_on_device=true", "data.flip=true")
+    config = tiny_config(
+        dataset_root,
+        "train.epochs=1",
+        "train.accumulate=2",
+        "train.batch_size=2",
+        "data.augment_on_device=true",
+        "data.flip=true",
+    )
     run_training(config, tmp_path / "run")
     tags = {tag for tag, _, _ in scalars}
     assert {"loss", "val_top1", "lr", "clips_per_s", "expert_fraction/0", "closed"} <= tags

@@ -10,14 +10,36 @@ from PIL import Image
 from actionmoe.cli import main
 from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 
-EXPECTED_FILES = {"metrics.json", "report.md", "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.png",
-                  "expert_usage.png", "class_expert_routing.png", "training_curves.png"}
+EXPECTED_FILES = {
+    "metrics.json",
+    "report.md",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "per_class_accuracy.png",
+    "expert_usage.png",
+    "class_expert_routing.png",
+    "training_curves.png",
+}
 
 
 def test_writes_every_file_with_real_content(trained_run, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--views", "2x3", "--out", str(out),
-                 "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(trained_run / "best.safetensors"),
+                "--views",
+                "2x3",
+                "--out",
+                str(out),
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "test split 1 (9 videos, views 2x3)" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == EXPECTED_FILES
     metrics = json.loads((out / "metrics.json").read_text())
@@ -51,7 +73,9 @@ def test_all_splits_mean_and_std(trained_run, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"] == [1, 2]
     values = summary["top1"]["values"]
-    assert summary["top1"]["mean"] == pytest.approx(np.mean(values)) and summary["top1"]["std"] == pytest.approx(np.std(values))
+    assert summary["top1"]["mean"] == pytest.approx(np.mean(values)) and summary["top1"]["std"] == pytest.approx(
+        np.std(values)
+    )
     assert (root / "evaluation" / "summary.md").exists() and (root / "evaluation" / "split2" / "metrics.json").exists()
 
 
@@ -63,16 +87,32 @@ def test_bad_views(trained_run, capsys, views):
 
 
 def test_missing_checkpoint_and_wrong_class_list(trained_run, tmp_path, capsys):
+    from actionmoe.acquire.synthetic import write_synthetic_hmdb51
     from actionmoe.config import SynthConfig
-    from actionmoe.data.synthetic import write_synthetic_hmdb51
 
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     assert "no checkpoint at" in capsys.readouterr().err
     write_synthetic_hmdb51(tmp_path / "arch", SynthConfig(classes=4, videos_per_class=4, frames=8, width=48, height=40))
-    assert main(["data", "download", "hmdb51", "--root", str(tmp_path / "four"), "--archives", str(tmp_path / "arch"),
-                 "--checksums", str(tmp_path / "arch" / "checksums.md5")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "download",
+                "hmdb51",
+                "--root",
+                str(tmp_path / "four"),
+                "--archives",
+                str(tmp_path / "arch"),
+                "--checksums",
+                str(tmp_path / "arch" / "checksums.md5"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(tmp_path / "four")]) == 2
+    assert (
+        main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(tmp_path / "four")]) == 1
+    )
     err = capsys.readouterr().err
     assert "knows 3 classes" in err and "has 4" in err and err.count("\n") == 1
 
@@ -82,5 +122,5 @@ def test_empty_test_split(trained_run, dataset_root, tmp_path, capsys):
     shutil.copytree(dataset_root, root)
     for split_file in (root / "splits").rglob("*.txt"):
         split_file.write_text(split_file.read_text().replace(" 2 ", " 0 "))
-    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(root)]) == 2
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(root)]) == 1
     assert "test set of split 1" in capsys.readouterr().err

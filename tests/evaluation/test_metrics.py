@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
-from sklearn.metrics import top_k_accuracy_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
+from actionmoe.errors import UsageError
 from actionmoe.evaluation.metrics import (
     aggregate_views,
     classification_metrics,
@@ -25,7 +31,9 @@ def test_metrics_equal_scikit_learn():
     assert metrics["top5"] == pytest.approx(top_k_accuracy_score(LABELS, SCORES, k=5, labels=range(7)))
     assert metrics["mean_class_accuracy"] == pytest.approx(balanced_accuracy_score(LABELS, predictions))
     assert np.array_equal(metrics["confusion"], confusion_matrix(LABELS, predictions, labels=range(7)))
-    precision, recall, f1, support = precision_recall_fscore_support(LABELS, predictions, labels=range(7), zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        LABELS, predictions, labels=range(7), zero_division=0
+    )
     assert [metrics["per_class"][c]["f1"] for c in CLASSES] == pytest.approx(f1.tolist())
     assert [metrics["per_class"][c]["support"] for c in CLASSES] == support.tolist()
 
@@ -41,10 +49,12 @@ def test_hand_computed_example():
 
 
 def test_video_level_aggregation_over_views():
-    view_probs = np.array([
-        [[0.6, 0.4], [0.1, 0.9], [0.2, 0.8]],  # views disagree; the mean picks class 1
-        [[0.9, 0.1], [0.8, 0.2], [0.4, 0.6]],
-    ])
+    view_probs = np.array(
+        [
+            [[0.6, 0.4], [0.1, 0.9], [0.2, 0.8]],  # views disagree; the mean picks class 1
+            [[0.9, 0.1], [0.8, 0.2], [0.4, 0.6]],
+        ]
+    )
     video = aggregate_views(view_probs)
     assert np.allclose(video, [[0.3, 0.7], [0.7, 0.3]])
     assert topk_accuracy(video, np.array([1, 0]), 1) == 1.0
@@ -59,5 +69,5 @@ def test_views_parse(text, expected):
 
 @pytest.mark.parametrize("text", ["0x3", "ax1", "3", "1x2", "x", "-1x1"])
 def test_bad_views_strings(text):
-    with pytest.raises(ValueError, match="CLIPSxCROPS"):
+    with pytest.raises(UsageError, match="CLIPSxCROPS"):
         parse_views(text)

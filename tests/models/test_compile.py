@@ -1,11 +1,13 @@
 """The model under torch.compile on CPU (inductor needs the C compiler that every CI machine has)."""
 
+import pytest
 import torch
 
 from actionmoe.config import ModelConfig
 from actionmoe.models.recognizer import build_model
 
 
+@pytest.mark.slow
 def test_compiled_model_matches_eager_without_graph_breaks():
     torch.manual_seed(0)
     config = ModelConfig(gate_hidden=16, expert_hidden=32, motion_taps=("layer3", "layer4"))

@@ -2,10 +2,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from actionmoe.config import ModelConfig
-from actionmoe.models.backbone import ModelInputError, R2Plus1DBackbone, WeightsError, load_backbone_weights
+from actionmoe.config import ModelConfig, load_config
+from actionmoe.engine.optim import parameter_groups
+from actionmoe.errors import ConfigError, ModelInputError, WeightsError
+from actionmoe.models.backbone import R2Plus1DBackbone, load_backbone_weights
 from actionmoe.models.motion import MotionDynamics
-from actionmoe.models.recognizer import build_model, parameter_groups
+from actionmoe.models.recognizer import build_model
 
 SMALL = ModelConfig(gate_hidden=16, expert_hidden=32, num_experts=4, top_k=2)
 
@@ -67,8 +69,14 @@ def test_layer4_without_temporal_stride_keeps_t4():
 
 def test_every_parameter_gets_a_gradient_over_a_few_batches():
     torch.manual_seed(0)
-    config = ModelConfig(motion_taps=("layer2", "layer3", "layer4"), motion_descriptor=True, gate_hidden=16,
-                         expert_hidden=32, num_experts=4, top_k=2)
+    config = ModelConfig(
+        motion_taps=("layer2", "layer3", "layer4"),
+        motion_descriptor=True,
+        gate_hidden=16,
+        expert_hidden=32,
+        num_experts=4,
+        top_k=2,
+    )
     model = build_model(config, 5).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     touched = {name: False for name, _ in model.named_parameters()}
@@ -105,8 +113,11 @@ def test_parameter_groups_lower_backbone_lr():
 
 @pytest.mark.parametrize(
     "clip, message",
-    [(torch.randn(2, 16, 32, 32), r"\[B, 3, T, H, W\]"), (torch.randn(1, 1, 16, 32, 32), r"\[B, 3, T, H, W\]"),
-     (torch.randn(1, 3, 8, 32, 32), "needs at least 2 time steps")],
+    [
+        (torch.randn(2, 16, 32, 32), r"\[B, 3, T, H, W\]"),
+        (torch.randn(1, 1, 16, 32, 32), r"\[B, 3, T, H, W\]"),
+        (torch.randn(1, 3, 8, 32, 32), "needs at least 2 time steps"),
+    ],
 )
 def test_bad_input_shapes(clip, message):
     model = build_model(SMALL, 5).eval()
@@ -124,7 +135,7 @@ def test_bad_weights_files(tmp_path):
     corrupt.write_bytes(b"\x80\x04garbage")
     with pytest.raises(WeightsError, match="cannot read weights file"):
         load_backbone_weights(backbone, str(corrupt))
-    wrong_shape = {k: v for k, v in backbone.state_dict().items()}
+    wrong_shape = dict(backbone.state_dict())
     wrong_shape["stem.0.weight"] = torch.zeros(1, 1, 1, 1, 1)
     torch.save(wrong_shape, tmp_path / "shape.pth")
     with pytest.raises(WeightsError, match="stem.0.weight has shape"):
@@ -146,8 +157,8 @@ def test_kinetics_offline_says_where_to_put_the_file(monkeypatch, tmp_path):
         load_backbone_weights(R2Plus1DBackbone(), "kinetics400")
 
 
-def test_bad_model_config():
-    with pytest.raises(ValueError, match="top_k"):
-        build_model(ModelConfig(top_k=5, num_experts=4), 5)
-    with pytest.raises(ValueError, match="unknown motion tap"):
-        build_model(ModelConfig(motion_taps=("layer9",)), 5)
+def test_bad_model_config_never_reaches_the_model():
+    with pytest.raises(ConfigError, match="top_k"):
+        ModelConfig(top_k=5, num_experts=4)
+    with pytest.raises(ConfigError, match="motion_taps"):
+        load_config(None, ['model.motion_taps=["layer9"]'])

@@ -26,8 +26,9 @@ def server(trained_run):
 
 
 def post(url: str, body: bytes, name: str = "clip.avi") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/octet-stream", "X-Filename": name})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/octet-stream", "X-Filename": name}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -59,6 +60,7 @@ def test_api_errors_are_json_with_a_reason(server):
         assert json.loads(response.read())["classes"] == ["move_left", "move_right", "move_up"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_upload_page_in_a_real_browser(server, dataset_root, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -67,9 +69,17 @@ def test_upload_page_in_a_real_browser(server, dataset_root, tmp_path):
     garbage = tmp_path / "broken.avi"
     garbage.write_bytes(b"garbage")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page()
         page.goto(server.url)
         page.wait_for_function("document.getElementById('model').textContent.includes('3 classes')")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from actionmoe.acquire.synthetic import MOTIONS, render_video
 from actionmoe.bench.common import best_time, machine, table
 from actionmoe.data.cache import CacheSpec, create_cache, fill_cache
 from actionmoe.data.decode import available_decoders, read_uniform_frames, write_video
-from actionmoe.data.synthetic import MOTIONS, render_video
 
 CLIP_FRAMES = 16
 SIZE = (128, 171)
@@ -56,16 +56,28 @@ def run_data_benchmark(real_videos: Path | None, count: int = 16, repeats: int =
         for workload, paths in workloads.items():
             for decoder in available_decoders():
                 seconds = best_time(lambda paths=paths, decoder=decoder: _decode_all(paths, decoder), repeats)
-                rows.append({"workload": workload, "method": f"{decoder} decode", "workers": 1,
-                             "clips_per_s": len(paths) / seconds})
+                rows.append(
+                    {
+                        "workload": workload,
+                        "method": f"{decoder} decode",
+                        "workers": 1,
+                        "clips_per_s": len(paths) / seconds,
+                    }
+                )
         best = max((r for r in rows if r["workload"] == "hmdb-like 320x240 avi"), key=lambda r: r["clips_per_s"])
         decoder = best["method"].split()[0]
         workers = os.cpu_count() or 1
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context().Pool(workers) as pool:
             many = synthetic * 4
             seconds = best_time(lambda: _decode_parallel(many, decoder, workers, pool), repeats)
-        rows.append({"workload": "hmdb-like 320x240 avi", "method": f"{decoder} decode", "workers": workers,
-                     "clips_per_s": len(many) / seconds})
+        rows.append(
+            {
+                "workload": "hmdb-like 320x240 avi",
+                "method": f"{decoder} decode",
+                "workers": workers,
+                "clips_per_s": len(many) / seconds,
+            }
+        )
         rows.append(_cache_row(Path(scratch), synthetic, decoder, repeats))
     return {"machine": machine(), "rows": rows, "ratios": _ratios(rows)}
 
@@ -80,12 +92,18 @@ def _cache_row(scratch: Path, paths: list[Path], decoder: str, repeats: int) -> 
             cache.get(path)
 
     seconds = best_time(read_all, repeats)
-    return {"workload": "hmdb-like 320x240 avi", "method": "cache read", "workers": 1,
-            "clips_per_s": len(reads) / seconds}
+    return {
+        "workload": "hmdb-like 320x240 avi",
+        "method": "cache read",
+        "workers": 1,
+        "clips_per_s": len(reads) / seconds,
+    }
 
 
 def _ratios(rows: list[dict]) -> dict:
-    single = {r["method"]: r["clips_per_s"] for r in rows if r["workload"] == "hmdb-like 320x240 avi" and r["workers"] == 1}
+    single = {
+        r["method"]: r["clips_per_s"] for r in rows if r["workload"] == "hmdb-like 320x240 avi" and r["workers"] == 1
+    }
     decoders = {k: v for k, v in single.items() if k.endswith("decode")}
     best_decoder = max(decoders, key=decoders.get)
     ratios = {"cache_vs_best_cold_decode": single["cache read"] / decoders[best_decoder], "best_decoder": best_decoder}

@@ -32,10 +32,14 @@ class Setting:
     compile: bool = False
 
     def label(self) -> str:
-        extras = [name for name, on in (("bf16", self.bf16), ("channels_last_3d", self.channels_last),
-                                         ("compile", self.compile)) if on]
+        extras = [
+            name
+            for name, on in (("bf16", self.bf16), ("channels_last_3d", self.channels_last), ("compile", self.compile))
+            if on
+        ]
         return f"{self.device} {self.frames}x{self.size}x{self.size} batch {self.batch}" + (
-            f" ({' + '.join(extras)})" if extras else "")
+            f" ({' + '.join(extras)})" if extras else ""
+        )
 
 
 def default_settings(device: str, compile_too: bool) -> list[Setting]:
@@ -54,8 +58,7 @@ def _plain_r2plus1d() -> nn.Module:
 
 
 def _step_fn(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, setting: Setting) -> Callable[[], None]:
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if setting.bf16
-                else contextlib.nullcontext())
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if setting.bf16 else contextlib.nullcontext()
 
     def step() -> None:
         with autocast:
@@ -104,12 +107,21 @@ def measure(setting: Setting, config: ModelConfig, repeats: int) -> dict:
         for name, step in steps.items():
             best[name] = min(best[name], _time(step, setting.device))
     rates = {name: setting.batch / seconds for name, seconds in best.items()}
-    return {"setting": setting.label(), "baseline_clips_per_s": rates["r2plus1d_18"],
-            "model_clips_per_s": rates["actionmoe"], "overhead": rates["r2plus1d_18"] / rates["actionmoe"] - 1}
+    return {
+        "setting": setting.label(),
+        "baseline_clips_per_s": rates["r2plus1d_18"],
+        "model_clips_per_s": rates["actionmoe"],
+        "overhead": rates["r2plus1d_18"] / rates["actionmoe"] - 1,
+    }
 
 
-def run_model_benchmark(config: ModelConfig, device: str | None = None, repeats: int = 3,
-                        compile_too: bool = True, settings: list[Setting] | None = None) -> dict:
+def run_model_benchmark(
+    config: ModelConfig,
+    device: str | None = None,
+    repeats: int = 3,
+    compile_too: bool = True,
+    settings: list[Setting] | None = None,
+) -> dict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = [measure(s, config, repeats) for s in (settings or default_settings(device, compile_too))]
     return {"machine": machine(), "model": config.__dict__, "rows": rows}

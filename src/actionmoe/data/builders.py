@@ -7,40 +7,48 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from actionmoe.config import DataConfig, DownloadConfig
-from actionmoe.data.acquire import ArchiveSpec
+from actionmoe.config import DataConfig
 from actionmoe.data.cache import CacheReport, CacheSpec, ClipCache, create_cache, fill_cache
-from actionmoe.data.dataset import ClipSpec, VideoClipDataset
+from actionmoe.data.dataset import VideoClipDataset
 from actionmoe.data.decode import get_reader
 from actionmoe.data.splits import DatasetSplits, SplitOptions, load_splits
-from actionmoe.data.transforms import ClipTransform
-from actionmoe.errors import ActionMoEError
+from actionmoe.data.transforms import Preprocessing
+from actionmoe.errors import CacheError, UsageError
 
 log = logging.getLogger(__name__)
 
 
-def build_archive_specs(download: DownloadConfig, checksums: dict[str, str]) -> tuple[ArchiveSpec, ArchiveSpec]:
-    """The video and split archives, with MD5s from ``checksums`` (a checksum file) or the config."""
-    return (ArchiveSpec(download.videos_archive, checksums.get(download.videos_archive, download.videos_md5)),
-            ArchiveSpec(download.splits_archive, checksums.get(download.splits_archive, download.splits_md5)))
-
-
 def build_split_options(data: DataConfig, on_missing: str | None = None) -> SplitOptions:
-    return SplitOptions(data.split, data.val_fraction, data.val_on_test, on_missing or data.on_missing, data.seed,
-                        data.split_csv)
+    return SplitOptions(
+        data.split, data.val_fraction, data.val_on_test, on_missing or data.on_missing, data.seed, data.split_csv
+    )
 
 
 def build_splits(data: DataConfig) -> DatasetSplits:
     return load_splits(data.dataset, Path(data.root), build_split_options(data))
 
 
-def build_clip_spec(data: DataConfig, num_clips: int = 1) -> ClipSpec:
-    return ClipSpec(data.clip_len, tuple(data.resize), data.presample_frames, data.train_sampling, num_clips)
+def build_preprocessing(data: DataConfig) -> Preprocessing:
+    """The preprocessing object of ``data``: the only place its fields are read from config."""
+    return Preprocessing(
+        clip_len=data.clip_len,
+        resize=tuple(data.resize),
+        presample_frames=data.presample_frames,
+        train_sampling=data.train_sampling,
+        crop_size=data.crop_size,
+        flip=data.flip,
+        test_clips=data.test_clips,
+        test_crops=data.test_crops,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+        normalize_on_device=data.normalize_on_device,
+        augment_on_device=data.augment_on_device,
+    )
 
 
 def build_cache_spec(data: DataConfig) -> CacheSpec:
     if data.presample_frames <= 0:
-        raise ActionMoEError("the clip cache needs data.presample_frames > 0")
+        raise CacheError("the clip cache needs data.presample_frames > 0")
     return CacheSpec(data.presample_frames, data.resize[0], data.resize[1], get_reader(data.decoder).name)
 
 
@@ -61,23 +69,18 @@ def build_cache(data: DataConfig) -> ClipCache | None:
 
 
 def build_dataset(data: DataConfig, splits: DatasetSplits, subset: str, cache: ClipCache | None) -> VideoClipDataset:
-    """``subset`` is train, val or test; train gets random crops (and flips when enabled)."""
-    train = subset == "train"
-    transform = ClipTransform(
-        crop_size=data.crop_size, train=train, flip=data.flip, num_crops=1 if train else data.test_crops,
-        normalize=not (data.normalize_on_device or data.augment_on_device), augment=not data.augment_on_device,
-        mean=tuple(data.mean), std=tuple(data.std),
-    )
-    spec = build_clip_spec(data, num_clips=1 if train else data.test_clips)
+    """``subset`` is train, val or test; train gets random views, crops (and flips when enabled)."""
     records = {"train": splits.train, "val": splits.val, "test": splits.test}[subset]
-    return VideoClipDataset(records, spec, transform, data.decoder, cache, data.seed)
+    return VideoClipDataset(records, build_preprocessing(data), subset == "train", data.decoder, cache, data.seed)
 
 
-def run_cache_build(data: DataConfig, rebuild: bool = False, workers: int | None = None) -> tuple[ClipCache, CacheReport]:
+def run_cache_build(
+    data: DataConfig, rebuild: bool = False, workers: int | None = None
+) -> tuple[ClipCache, CacheReport]:
     """Build (or resume) the cache for the videos of ``data.split``; the index covers all three splits."""
     folder = cache_folder(data)
     if folder is None:
-        raise ActionMoEError("data.cache is off; set it to auto or a folder to build a cache")
+        raise UsageError("data.cache is off; set it to auto or a folder to build a cache")
     root = Path(data.root)
     spec = build_cache_spec(data)
     if rebuild and folder.exists():
@@ -93,3 +96,13 @@ def run_cache_build(data: DataConfig, rebuild: bool = False, workers: int | None
         videos = {r.path for s in others for r in (*s.train, *s.val, *s.test)} | set(wanted)
         cache = create_cache(folder, root, spec, sorted(v for v in videos if v.exists()))
     return cache, fill_cache(cache, wanted, workers or os.cpu_count() or 1)
+
+
+def format_cache_report(summary: dict) -> str:
+    """The lines ``actionmoe data cache`` prints for a build's summary."""
+    lines = [
+        f"cache {summary['folder']}: {summary['built']} of {summary['videos']} videos built "
+        f"({summary['built_now']} now, {summary['already_built']} before), {summary['failed']} unreadable; "
+        f"{summary['spec']}"
+    ]
+    return "\n".join(lines + [f"unreadable: {reason}" for reason in summary["unreadable"].values()])

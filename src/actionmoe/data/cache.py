@@ -28,16 +28,12 @@ import numpy as np
 from tqdm import tqdm
 
 from actionmoe.data.decode import read_uniform_frames
-from actionmoe.errors import ActionMoEError, VideoDecodeError
+from actionmoe.errors import CacheError, VideoDecodeError
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 TODO, BUILT, FAILED = 0, 1, 2
-
-
-class CacheError(ActionMoEError):
-    """The cache is stale (other preprocessing), truncated or otherwise unusable."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +126,11 @@ class ClipCache:
 
     def counts(self) -> dict[str, int]:
         _, status = self._maps()
-        return {"videos": len(self.videos), "built": int((status == BUILT).sum()), "failed": int((status == FAILED).sum())}
+        return {
+            "videos": len(self.videos),
+            "built": int((status == BUILT).sum()),
+            "failed": int((status == FAILED).sum()),
+        }
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_frames": None, "_status": None}
@@ -182,10 +182,15 @@ def fill_cache(cache: ClipCache, videos: Sequence[Path], workers: int, flush_eve
     jobs = [(p, str(cache.root / cache.videos[p]), cache.spec) for p in todo]
     failed: dict[str, str] = {}
     pending: list[int] = []
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context()
     with context.Pool(max(1, workers)) as pool, open(cache.folder / "failures.jsonl", "a") as failure_log:
-        progress = tqdm(pool.imap_unordered(_decode_job, jobs, chunksize=2), total=len(jobs), desc="caching",
-                        unit="video", disable=None)
+        progress = tqdm(
+            pool.imap_unordered(_decode_job, jobs, chunksize=2),
+            total=len(jobs),
+            desc="caching",
+            unit="video",
+            disable=None,
+        )
         for position, clip, reason in progress:
             if clip is None:
                 failed[cache.videos[position]] = reason

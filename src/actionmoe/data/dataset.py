@@ -19,24 +19,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from actionmoe.data.cache import ClipCache
-from actionmoe.data.decode import Size, get_reader, read_clip
-from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, uniform_indices
+from actionmoe.data.decode import VideoReader, get_reader, read_clip
+from actionmoe.data.sampling import uniform_indices
 from actionmoe.data.splits import VideoRecord
-from actionmoe.data.transforms import ClipTransform
+from actionmoe.data.transforms import Preprocessing
 from actionmoe.errors import VideoDecodeError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """How frames are chosen: ``presample_frames`` uniform frames per video, then a clip from those."""
-
-    clip_len: int = 16
-    size: Size = (128, 171)
-    presample_frames: int = 32
-    train_sampling: str = "random"
-    num_clips: int = 1
 
 
 @dataclass(frozen=True)
@@ -46,24 +35,57 @@ class FailedItem:
     reason: str
 
 
+def load_views(
+    reader: VideoReader,
+    path: Path,
+    preprocessing: Preprocessing,
+    train: bool,
+    rng: np.random.Generator,
+    cache: ClipCache | None = None,
+) -> np.ndarray:
+    """The frames of every view of ``path``: uint8 [V, clip_len, H, W, C], H x W = ``preprocessing.resize``.
+
+    With ``presample_frames`` > 0, ``presample_frames`` uniform frames are read (or taken from the
+    cache) and the views are sampled from those; with 0, the views are read from all frames.
+
+    Raises:
+        VideoDecodeError: the file cannot be decoded.
+    """
+    pre = preprocessing
+    if pre.presample_frames <= 0:
+        frames = read_clip(reader, path, lambda n: pre.indices(n, train, rng).reshape(-1), pre.resize).frames
+        return frames.reshape(-1, pre.clip_len, *frames.shape[1:])
+    frames = cache.get(path) if cache is not None else None
+    if frames is None:
+        frames = read_clip(reader, path, lambda n: uniform_indices(n, pre.presample_frames), pre.resize).frames
+    return frames[pre.indices(len(frames), train, rng)]  # [V, clip_len, H, W, C]
+
+
 class VideoClipDataset(Dataset):
-    """Items are ``(clip, label, index)`` or a ``FailedItem``; keys are indices or (epoch, index)."""
+    """Items are ``(clip, label, index)`` or a ``FailedItem``; keys are indices or (epoch, index).
+
+    Args:
+        records: the videos and their labels.
+        preprocessing: sampling and transforms (its worker half runs here).
+        train: random views, crops and flips; otherwise the evaluation views.
+        decoder: video reader name (``auto`` picks the fastest installed).
+        cache: decoded-frame cache to read from, or None.
+        seed: with (epoch, index), fixes every random choice of a clip.
+    """
 
     def __init__(
         self,
         records: Sequence[VideoRecord],
-        spec: ClipSpec,
-        transform: ClipTransform,
+        preprocessing: Preprocessing,
+        train: bool,
         decoder: str = "auto",
         cache: ClipCache | None = None,
         seed: int = 0,
     ) -> None:
         self.records = list(records)
-        self.spec = spec
-        self.transform = transform
+        self.preprocessing, self.train = preprocessing, train
         self.reader = get_reader(decoder)  # resolved once, not per clip
-        self.cache = cache
-        self.seed = seed
+        self.cache, self.seed = cache, seed
 
     def __len__(self) -> int:
         return len(self.records)
@@ -73,30 +95,10 @@ class VideoClipDataset(Dataset):
         record = self.records[index]
         rng = np.random.default_rng([self.seed, epoch, index])
         try:
-            views = self.load_views(record.path, rng)  # [V, T, H, W, C] uint8
+            views = load_views(self.reader, record.path, self.preprocessing, self.train, rng, self.cache)
         except VideoDecodeError as exc:
             return FailedItem(index, str(record.path), str(exc))
-        return self.transform(views, rng), record.label, index
-
-    def load_views(self, path: Path, rng: np.random.Generator) -> np.ndarray:
-        spec = self.spec
-        if spec.presample_frames <= 0:
-            sample = lambda n: self.indices(n, rng).reshape(-1)  # noqa: E731
-            frames = read_clip(self.reader, path, sample, spec.size).frames
-            return frames.reshape(-1, spec.clip_len, *frames.shape[1:])
-        frames = self.cache.get(path) if self.cache is not None else None
-        if frames is None:
-            presample = lambda n: uniform_indices(n, spec.presample_frames)  # noqa: E731
-            frames = read_clip(self.reader, path, presample, spec.size).frames
-        return frames[self.indices(len(frames), rng)]
-
-    def indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-        """[V, clip_len] frame indices: one random or uniform view in training, ``num_clips`` in evaluation."""
-        if self.transform.train:
-            if self.spec.train_sampling == "random":
-                return segment_random_indices(num_frames, self.spec.clip_len, rng)[None]
-            return uniform_indices(num_frames, self.spec.clip_len)[None]
-        return multi_clip_indices(num_frames, self.spec.clip_len, self.spec.num_clips)
+        return self.preprocessing.worker(views, self.train, rng), record.label, index
 
 
 def collate_clips(items: list) -> dict:
@@ -117,8 +119,9 @@ def collate_clips(items: list) -> dict:
 class EpochSampler(Sampler):
     """Yields (epoch, index) keys; shuffles with (seed, epoch) and shards across ranks like DistributedSampler."""
 
-    def __init__(self, num_items: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 pad: bool = True) -> None:
+    def __init__(
+        self, num_items: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True
+    ) -> None:
         self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0

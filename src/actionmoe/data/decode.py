@@ -65,9 +65,11 @@ def resize_frame(frame: np.ndarray, size: Size | None) -> np.ndarray:
     return cv2.resize(frame, (size[1], size[0]), interpolation=interpolation)
 
 
-def _gather(frames: Iterator[tuple[int, Callable[[], np.ndarray]]], indices: np.ndarray, size: Size | None) -> DecodedClip:
+def _gather(
+    frames: Iterator[tuple[int, Callable[[], np.ndarray]]], indices: np.ndarray, size: Size | None
+) -> DecodedClip:
     """Walk a sequential stream once, converting only the frames that are asked for."""
-    wanted = set(int(i) for i in indices)
+    wanted = {int(i) for i in indices}
     last_wanted = max(wanted)
     found: dict[int, np.ndarray] = {}
     count = 0

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from actionmoe.config import DataConfig
 from actionmoe.data.decode import get_reader, read_clip
 from actionmoe.data.sampling import uniform_indices
+from actionmoe.data.splits import DatasetSplits
 from actionmoe.errors import VideoDecodeError
 
 SCAN_SIZE = (64, 64)  # small frames: the scan checks decodability, not pixels
@@ -36,7 +38,21 @@ def scan_one(job: tuple[str, str, int]) -> ScanResult:
 def scan_videos(paths: Sequence[Path], decoder: str, clip_len: int, workers: int) -> list[ScanResult]:
     """One ScanResult per path, in the order given."""
     jobs = [(str(p), decoder, clip_len) for p in paths]
-    with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
-        results = list(tqdm(pool.imap(scan_one, jobs, chunksize=4), total=len(jobs), desc="scanning", unit="video",
-                            disable=None))
+    with multiprocessing.get_context().Pool(max(1, workers)) as pool:  # the platform's start method; spawn works
+        results = list(
+            tqdm(pool.imap(scan_one, jobs, chunksize=4), total=len(jobs), desc="scanning", unit="video", disable=None)
+        )
     return results
+
+
+def scan_split(splits: DatasetSplits, data: DataConfig, workers: int) -> dict:
+    """Scan every video of ``splits`` (missing ones included); {"videos": N, "unreadable": [{path, reason}]}."""
+    paths = sorted({r.path for r in (*splits.train, *splits.val, *splits.test)} | set(splits.missing))
+    results = scan_videos(paths, data.decoder, data.clip_len, workers)
+    return {"videos": len(results), "unreadable": [{"path": r.path, "reason": r.reason} for r in results if not r.ok]}
+
+
+def format_scan(report: dict) -> str:
+    bad = report["unreadable"]
+    lines = [f"{report['videos'] - len(bad)} of {report['videos']} videos decode"]
+    return "\n".join(lines + [f"unreadable: {item['reason']}" for item in bad])

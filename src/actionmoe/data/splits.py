@@ -12,6 +12,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,6 @@ def load_splits(dataset: str, root: Path, options: SplitOptions = SplitOptions()
     }
     if dataset not in readers:
         raise DatasetError(f"unknown dataset {dataset!r}; choose one of {', '.join(readers)}")
-    if options.split not in (1, 2, 3):
-        raise DatasetError(f"split must be 1, 2 or 3, got {options.split}")
-    if options.on_missing not in ("error", "skip"):
-        raise DatasetError(f"on_missing must be 'error' or 'skip', got {options.on_missing!r}")
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} does not exist; run `actionmoe data download` first")
     classes, train, test = readers[dataset](root, options)
@@ -78,9 +75,7 @@ def load_splits(dataset: str, root: Path, options: SplitOptions = SplitOptions()
 def stratified_holdout(
     records: Sequence[VideoRecord], fraction: float, seed: int
 ) -> tuple[list[VideoRecord], list[VideoRecord]]:
-    """Move ``fraction`` of each class (at least one video when a class has two) into a holdout."""
-    if not 0.0 <= fraction < 1.0:
-        raise DatasetError(f"val_fraction must be in [0, 1), got {fraction}")
+    """Move ``fraction`` (0 <= fraction < 1) of each class, at least one video when a class has two, into a holdout."""
     by_class: dict[int, list[VideoRecord]] = defaultdict(list)
     for record in sorted(records, key=lambda r: (r.label, str(r.path))):
         by_class[record.label].append(record)
@@ -106,6 +101,11 @@ def _handle_missing(train, test, on_missing: str):
         )
     absent = set(missing)
     return [r for r in train if r.path not in absent], [r for r in test if r.path not in absent], missing
+
+
+def builtin_hmdb51_split_dir() -> Path:
+    """The official HMDB51 split files shipped inside the package (the 6,371 videos used in some split)."""
+    return Path(str(resources.files("actionmoe.data") / "hmdb51_splits"))
 
 
 def find_hmdb51_split_dir(root: Path) -> Path:
@@ -237,7 +237,9 @@ def _split_by_csv(records: list[VideoRecord], root: Path, csv_path: Path):
             if not row or row[0].startswith("#") or row == ["path", "subset"]:
                 continue
             if len(row) != 2 or row[1].strip() not in subsets or row[0].strip() not in by_path:
-                raise DatasetError(f"{csv_path}:{number}: expected '<class>/<video>,train|test' naming a video under {root}")
+                raise DatasetError(
+                    f"{csv_path}:{number}: expected '<class>/<video>,train|test' naming a video under {root}"
+                )
             subsets[row[1].strip()].append(by_path[row[0].strip()])
     return subsets["train"], subsets["test"]
 
@@ -248,7 +250,7 @@ def summarize(splits: DatasetSplits) -> dict:
     unreadable = sorted(
         {str(r.path) for r in [*splits.train, *splits.test] if r.path.exists() and not _readable(r.path)}
     )
-    per_class = {name: {s: 0 for s in subsets} for name in splits.classes}
+    per_class = {name: dict.fromkeys(subsets, 0) for name in splits.classes}
     for subset, records in subsets.items():
         for name, count in Counter(r.class_name for r in records).items():
             per_class[name][subset] = count
@@ -263,6 +265,20 @@ def summarize(splits: DatasetSplits) -> dict:
     }
 
 
+def format_summary(summary: dict, split: int) -> str:
+    """``summarize``'s result as the few lines ``actionmoe data summary`` prints."""
+    counts = summary["counts"]
+    val_note = " (validation = test, as in the original notebook)" if summary["val_is_test"] else ""
+    lines = [
+        f"split {split}: {summary['num_classes']} classes, train {counts['train']}, val {counts['val']}, "
+        f"test {counts['test']}{val_note}"
+    ]
+    if summary["missing"]:
+        lines.append(f"missing videos skipped: {len(summary['missing'])} (e.g. {summary['missing'][0]})")
+    if summary["unreadable"]:
+        lines.append(f"unreadable videos: {len(summary['unreadable'])} (e.g. {summary['unreadable'][0]})")
+    return "\n".join(lines)
+
+
 def _readable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.R_OK) and path.stat().st_size > 0
-

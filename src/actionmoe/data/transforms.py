@@ -1,4 +1,4 @@
-"""Crop, flip and normalise clips.
+"""Crop, flip and normalise clips: the one preprocessing object and the pure helpers it uses.
 
 Input clips are uint8 [..., T, H, W, C] already resized at decode time (see ``decode.resize_frame``),
 so a cached clip and a freshly decoded one go through identical steps. The layout changes from
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from actionmoe.config import KINETICS_MEAN, KINETICS_STD
+from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, uniform_indices
 
 
 def crop(clip: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
@@ -57,7 +58,9 @@ def normalize_clip(
     return (x - mean_t) / std_t
 
 
-def device_augment(batch: torch.Tensor, crop_size: int, flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+def device_augment(
+    batch: torch.Tensor, crop_size: int, flip: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random crop (and flip) per clip of a uint8 batch on its own device; [B, T, H, W, C] -> [B, T, s, s, C].
 
     For ``augment_on_device``: loader workers then only decode, and the GPU does the rest.
@@ -75,36 +78,75 @@ def device_augment(batch: torch.Tensor, crop_size: int, flip: bool, generator: t
 
 
 @dataclass(frozen=True)
-class ClipTransform:
-    """Training: random crop + optional flip. Evaluation: centre crop or 3 crops per clip.
+class Preprocessing:
+    """Decoded frames -> model input, exactly as the weights expect; one object built from the config.
 
-    Call with uint8 views [V, T, H, W, C]; returns [C, T, s, s] when training and
-    [V * crops, C, T, s, s] when evaluating. With ``normalize=False`` the result stays uint8 THWC
-    ([T, s, s, C] / [V * crops, T, s, s, C]) for ``normalize_clip`` on the device; with
-    ``augment=False`` training clips are returned uncropped uint8 [T, H, W, C] for ``device_augment``.
+    Worker half (DataLoader workers, NumPy): ``indices`` chooses the frames of each view (decoding
+    resizes to ``resize``), ``worker`` crops, flips and normalises them, except what is left to
+    the device. Device half: ``on_device`` moves a loader batch to the device and does the rest
+    there (uint8 -> float; crop and flip of training clips with ``augment_on_device``; normalisation
+    with ``normalize_on_device`` or ``augment_on_device``). Evaluation clips are always cropped in
+    the worker.
+
+    Shapes out of ``worker``: training [C, T, s, s] float, or uint8 [T, s, s, C] when the device
+    normalises, or uint8 [T, H, W, C] when the device also augments; evaluation [V, C, T, s, s]
+    float or uint8 [V, T, s, s, C], V = test_clips * test_crops. ``on_device`` always returns float
+    [B, C, T, s, s] (training) or [B, V, C, T, s, s] (evaluation).
     """
 
+    clip_len: int = 16
+    resize: tuple[int, int] = (128, 171)  # (H, W) at decode time
+    presample_frames: int = 32  # frames kept per video before clip sampling; 0 = all
+    train_sampling: str = "random"  # random | uniform
     crop_size: int = 112
-    train: bool = False
     flip: bool = True
-    num_crops: int = 1
-    normalize: bool = True
-    augment: bool = True
+    test_clips: int = 1
+    test_crops: int = 1
     mean: tuple[float, ...] = KINETICS_MEAN
     std: tuple[float, ...] = KINETICS_STD
+    normalize_on_device: bool = False
+    augment_on_device: bool = False  # implies normalisation on the device
 
-    def __call__(self, views: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        height, width = views.shape[-3:-1]
-        if self.train and not self.augment:
+    @property
+    def device_normalizes(self) -> bool:
+        return self.normalize_on_device or self.augment_on_device
+
+    def indices(self, num_frames: int, train: bool, rng: np.random.Generator) -> np.ndarray:
+        """[V, clip_len] frame indices: one random (or uniform) view in training, ``test_clips`` in evaluation."""
+        if not train:
+            return multi_clip_indices(num_frames, self.clip_len, self.test_clips)
+        if self.train_sampling == "random":
+            return segment_random_indices(num_frames, self.clip_len, rng)[None]
+        return uniform_indices(num_frames, self.clip_len)[None]
+
+    def worker(self, views: np.ndarray, train: bool, rng: np.random.Generator) -> torch.Tensor:
+        """uint8 views [V, T, H, W, C] -> one item of a loader batch (shapes in the class docstring)."""
+        if train and self.augment_on_device:
             return torch.from_numpy(np.ascontiguousarray(views[0]))
-        if self.train:
-            top, left = random_crop_box(height, width, self.crop_size, rng)
-            clip = crop(views[0], top, left, self.crop_size)
-            if self.flip and rng.random() < 0.5:
-                clip = clip[:, :, ::-1]
-        else:
-            boxes = [center_crop_box(height, width, self.crop_size)] if self.num_crops == 1 else three_crop_boxes(
-                height, width, self.crop_size)
-            clip = np.stack([crop(view, t, l, self.crop_size) for view in views for t, l in boxes])
+        clip = self._train_crop(views[0], rng) if train else self._test_crops(views)
         tensor = torch.from_numpy(np.ascontiguousarray(clip))
-        return normalize_clip(tensor, self.mean, self.std) if self.normalize else tensor
+        return tensor if self.device_normalizes else normalize_clip(tensor, self.mean, self.std)
+
+    def on_device(
+        self, batch: torch.Tensor, device: torch.device, train: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A loader batch -> float model input on ``device``; ``generator`` drives device-side augmentation."""
+        batch = batch.to(device, non_blocking=True)
+        if train and self.augment_on_device:
+            batch = device_augment(batch, self.crop_size, self.flip, generator)
+        if self.device_normalizes:
+            batch = normalize_clip(batch, self.mean, self.std)
+        return batch
+
+    def _train_crop(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        top, left = random_crop_box(clip.shape[1], clip.shape[2], self.crop_size, rng)
+        clip = crop(clip, top, left, self.crop_size)  # [T, s, s, C]
+        return clip[:, :, ::-1] if self.flip and rng.random() < 0.5 else clip
+
+    def _test_crops(self, views: np.ndarray) -> np.ndarray:
+        height, width = views.shape[-3:-1]
+        if self.test_crops == 1:
+            boxes = [center_crop_box(height, width, self.crop_size)]
+        else:
+            boxes = three_crop_boxes(height, width, self.crop_size)
+        return np.stack([crop(view, top, left, self.crop_size) for view in views for top, left in boxes])

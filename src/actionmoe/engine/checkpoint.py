@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 
-from actionmoe.errors import ActionMoEError
+from actionmoe.errors import CheckpointError
+from actionmoe.files import write_atomically
 
 FORMAT = "actionmoe-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ActionMoEError):
-    """Missing, corrupt or incompatible checkpoint."""
 
 
 @dataclass
@@ -40,7 +37,7 @@ class Checkpoint:
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename, fsync folder)."""
-    from safetensors.torch import save
+    from safetensors.torch import save_file
 
     tensors = {f"model.{k}": _plain(v) for k, v in checkpoint.model.items()}
     meta = {**checkpoint.meta, "format": FORMAT, "format_version": FORMAT_VERSION}
@@ -48,37 +45,69 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(checkpoint.optimizer)
         tensors.update(optim_tensors)
     tensors.update({f"rng.{k}": _plain(v) for k, v in checkpoint.rng.items()})
-    payload = save(tensors, metadata={"actionmoe": json.dumps(meta)})
-    _write_atomically(path, payload)
+    metadata = {"actionmoe": json.dumps(meta)}
+    write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
 def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
-    """Read a checkpoint; ``training_state`` also restores optimiser tensors and RNG states."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    """Read a checkpoint with safetensors' own memory-mapped loader; nothing is unpickled.
 
+    ``training_state`` also reads optimiser tensors and RNG states.
+
+    Raises:
+        CheckpointError: no such file, an unreadable one (permissions), a damaged one, one that is
+            not an actionmoe checkpoint, or one whose weights hold NaN or infinity.
+    """
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    wanted = ("model.", "optim.", "rng.") if training_state else ("model.",)
     try:
-        data = path.read_bytes()
-        tensors = load(data)
-        meta = json.loads(_read_metadata(data).get("actionmoe", "null"))
-    except (SafetensorError, ValueError, json.JSONDecodeError, OSError) as exc:
-        raise CheckpointError(f"{path} is corrupt or not an actionmoe checkpoint ({exc}); delete it or pass --force") from exc
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys() if name.startswith(wanted)}  # noqa: SIM118 (not a dict)
+        digest = _sha256(path)
+    except PermissionError as exc:
+        raise CheckpointError(f"cannot read {path} ({exc.strerror}); check its permissions") from exc
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is damaged or not a safetensors file ({exc})") from exc
+    meta = _parse_meta(path, metadata)
+    groups = _split_prefixes(tensors)
+    _check_finite(path, groups["model"])
+    optimizer = (
+        _unflatten_optimizer(groups["optim"], meta["optimizer"]) if training_state and "optimizer" in meta else None
+    )
+    return Checkpoint(groups["model"], meta, optimizer, groups["rng"] if training_state else {}, digest)
+
+
+def _parse_meta(path: Path, metadata: dict[str, str]) -> dict:
+    try:
+        meta = json.loads(metadata.get("actionmoe", "null"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} has damaged actionmoe metadata ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an actionmoe checkpoint (no actionmoe metadata)")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer actionmoe (format {meta['format_version']}); upgrade")
-    groups = _split_prefixes(tensors)
-    optimizer = _unflatten_optimizer(groups["optim"], meta["optimizer"]) if training_state and "optimizer" in meta else None
-    digest = hashlib.sha256(data).hexdigest()
-    return Checkpoint(groups["model"], meta, optimizer, groups["rng"] if training_state else {}, digest)
+    classes = meta.get("classes")
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(isinstance(c, str) and c for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise CheckpointError(f"{path} records an invalid class list (it must be distinct, non-empty names)")
+    return meta
 
 
-def _read_metadata(data: bytes) -> dict[str, str]:
-    header_length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_length])
-    return header.get("__metadata__", {})
+def _check_finite(path: Path, model: dict[str, torch.Tensor]) -> None:
+    for name, tensor in model.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path} holds non-finite weights (NaN or infinity) in {name}; it cannot predict")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _split_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -112,24 +141,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     for index, entries in plain["state"].items():
         state.setdefault(int(index), {}).update(entries)
     return {"state": state, "param_groups": plain["param_groups"]}
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def rng_state() -> dict[str, torch.Tensor]:

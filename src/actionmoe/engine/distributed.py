@@ -38,6 +38,11 @@ def init_distributed(device_preference: str) -> DistContext:
     return DistContext(rank, world_size, local_rank)
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a plain single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def shutdown_distributed(context: DistContext) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -5,33 +5,29 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from actionmoe.config import TrainConfig
-from actionmoe.errors import ConfigError
-from actionmoe.models.recognizer import ActionRecognizer, parameter_groups
 
 
-def build_optimizer(model: ActionRecognizer, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, config.lr, config.backbone_lr_scale, config.weight_decay)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     if config.optimizer == "adam":  # the original notebook's choice; weight decay as L2 in the gradient
         return torch.optim.Adam(groups, lr=config.lr)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
-    raise ConfigError(f"train.optimizer must be adam, adamw or sgd, got {config.optimizer!r}")
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     """ReduceLROnPlateau on validation accuracy (stepped per epoch) or per-step cosine with warmup."""
     if config.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience)
-    if config.scheduler == "cosine":
-        total = max(1, config.epochs * steps_per_epoch)
-        warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup, config.min_lr_ratio))
-    raise ConfigError(f"train.scheduler must be plateau or cosine, got {config.scheduler!r}")
+            optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup, config.min_lr_ratio))
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
@@ -42,3 +38,23 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def parameter_groups(model: nn.Module, lr: float, backbone_lr_scale: float, weight_decay: float) -> list[dict]:
+    """Optimizer groups: backbone at ``lr * backbone_lr_scale``; no weight decay on norms and biases."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        in_backbone = name.startswith("backbone.")
+        decays = param.ndim >= 2 and "norm" not in name
+        groups.setdefault((in_backbone, decays), []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": lr * (backbone_lr_scale if in_backbone else 1.0),
+            "weight_decay": weight_decay if decays else 0.0,
+            "name": f"{'backbone' if in_backbone else 'new'}{'' if decays else '_no_decay'}",
+        }
+        for (in_backbone, decays), params in sorted(groups.items())
+    ]

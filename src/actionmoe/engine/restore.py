@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from actionmoe.config import Config, load_config_dict
-from actionmoe.engine.checkpoint import CheckpointError, load_checkpoint
+from actionmoe.engine.checkpoint import load_checkpoint
+from actionmoe.errors import CheckpointError, ConfigError
 from actionmoe.models.recognizer import ActionRecognizer, build_model
 
 
@@ -28,18 +29,35 @@ def restore_model(path: Path, device: torch.device | str = "cpu") -> RestoredMod
     meta = checkpoint.meta
     try:
         config = load_config_dict(meta["config"])
-        classes = tuple(meta["classes"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} lacks its config or class names ({exc})") from exc
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{path} lacks a valid config ({exc})") from exc
+    classes = tuple(meta["classes"])
     config = _without_pretrained_download(config)
     model = build_model(config.model, len(classes))
-    missing, unexpected = model.load_state_dict(checkpoint.model, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not match its own model config ({len(missing)} missing, "
-                              f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[:2]})")
+    _check_weights_fit(path, model.state_dict(), checkpoint.model, len(classes))
+    model.load_state_dict(checkpoint.model)
     return RestoredModel(model.to(device).eval(), config, classes, meta, path, checkpoint.sha256)
 
 
 def _without_pretrained_download(config: Config) -> Config:
     """The checkpoint holds every weight: never fetch or read the original backbone weights again."""
     return replace(config, model=replace(config.model, weights="none"))
+
+
+def _check_weights_fit(
+    path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], num_classes: int
+) -> None:
+    """The checkpoint's tensors are exactly the ones its own config builds, shape for shape."""
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match its own model config ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[:2]})"
+        )
+    wrong = [name for name, tensor in found.items() if tensor.shape != expected[name].shape]
+    if wrong:
+        raise CheckpointError(
+            f"{path}: {wrong[0]} has shape {tuple(found[wrong[0]].shape)} but the model built for "
+            f"its {num_classes} recorded classes needs {tuple(expected[wrong[0]].shape)}; the class "
+            "list and the weights disagree"
+        )

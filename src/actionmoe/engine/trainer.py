@@ -3,43 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import datetime
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from actionmoe.data.transforms import device_augment, normalize_clip
+from actionmoe.config import TrainConfig
+from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.checkpoint import Checkpoint, rng_state, save_checkpoint
-from actionmoe.engine.device import autocast, to_device
+from actionmoe.engine.device import as_model_input, autocast, resolve_precision
 from actionmoe.engine.distributed import DistContext, all_reduce_sum, broadcast_flag
 from actionmoe.engine.metrics import Meter, topk_correct
-from actionmoe.errors import ActionMoEError
+from actionmoe.engine.views import predict_views
+from actionmoe.errors import TrainingError
+from actionmoe.files import append_jsonl
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(ActionMoEError):
-    """Training cannot continue (non-finite loss, no decodable clip)."""
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    """What the engine does to a loader batch on the device."""
-
-    normalize: bool  # the loader yields uint8 THWC clips
-    augment: bool  # ... uncropped, for device_augment
-    crop_size: int
-    flip: bool
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
 
 @dataclass
@@ -50,41 +37,63 @@ class TrainState:
     stopped_early: bool = False
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    epochs: int
-    accumulate: int
-    grad_clip: float
-    label_smoothing: float
-    early_stop_patience: int
-    per_step_scheduler: bool
-    channels_last: bool
-    precision: str
-    freeze_bn: bool = False
+def run_is_finished(epoch: int, stopped_early: bool, epochs: int) -> bool:
+    """The one definition of a finished run: stopped early, or ``epochs`` epochs done (``epoch`` counts from 0)."""
+    return stopped_early or epoch + 1 >= epochs
+
+
+def device_augment_seed(seed: int, epoch: int) -> int:
+    """Seed of the device-side crop/flip generator for one epoch of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, optimizer, scheduler, loaders: dict, device: torch.device,
-                 settings: LoopSettings, policy: BatchPolicy, context: DistContext, run_dir: Path,
-                 describe: Callable[[TrainState], dict]) -> None:
+    """Epochs of optimisation and validation for one run folder; only rank 0 writes files.
+
+    Args:
+        model: the (possibly DDP- and compile-wrapped) recognizer on ``device``.
+        optimizer, scheduler: from ``engine.optim``.
+        loaders: ``train`` and ``val`` SkippingLoaders.
+        device: where the model runs.
+        train: epochs, accumulation, clipping, smoothing, early stopping, precision, seed.
+        preprocessing: its device half runs on every batch.
+        context: this process's place among the distributed processes.
+        run_dir: where checkpoints and metrics.jsonl go.
+        run_meta: what every checkpoint records besides the training state (config, classes, preprocessing).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer,
+        scheduler,
+        loaders: dict,
+        device: torch.device,
+        train: TrainConfig,
+        preprocessing: Preprocessing,
+        context: DistContext,
+        run_dir: Path,
+        run_meta: dict,
+    ) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.loaders, self.device, self.settings, self.policy = loaders, device, settings, policy
-        self.context, self.run_dir, self.describe = context, run_dir, describe
-        self.augment_generator = torch.Generator().manual_seed(0)
+        self.loaders, self.device, self.train_config, self.preprocessing = loaders, device, train, preprocessing
+        self.context, self.run_dir, self.run_meta = context, run_dir, run_meta
+        self.precision = resolve_precision(train.precision, device)
+        self.augment_generator = torch.Generator()
         self.tensorboard = tensorboard_writer(run_dir / "tensorboard") if context.is_main else None
 
     def fit(self, state: TrainState) -> TrainState:
         """Train from ``state.epoch + 1`` to the last epoch, or until early stopping."""
-        for epoch in range(state.epoch + 1, self.settings.epochs):
+        patience = self.train_config.early_stop_patience
+        for epoch in range(state.epoch + 1, self.train_config.epochs):
             train = self.train_epoch(epoch)
             val = self.evaluate(self.loaders["val"])
             improved = val["top1"] > state.best_metric
             if improved:
                 state.best_metric, state.best_epoch = val["top1"], epoch
             state.epoch = epoch
-            patience = self.settings.early_stop_patience
             state.stopped_early = bool(patience) and epoch - state.best_epoch >= patience
-            if not self.settings.per_step_scheduler:
+            if self.train_config.scheduler == "plateau":
                 self.scheduler.step(val["top1"])
             self.save(state, improved)
             self.log_epoch({"epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()}})
@@ -100,52 +109,75 @@ class Trainer:
         self._freeze_bn_if_asked()
         loader = self.loaders["train"]
         loader.sampler.set_epoch(epoch)
-        self.augment_generator.manual_seed(epoch)
+        self.augment_generator.manual_seed(device_augment_seed(self.train_config.seed, epoch))
         meter, started = Meter(), time.perf_counter()
-        batches = tqdm(loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", unit="batch", leave=False,
-                       disable=None if self.context.is_main else True)
+        batches = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{self.train_config.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if self.context.is_main else True,
+        )
         step = -1
         for step, batch in enumerate(batches):
             self.train_step(batch, step, len(loader), meter)
             elapsed = time.perf_counter() - started
-            batches.set_postfix(loss=f"{meter.sums['loss'] / max(1, meter.sums['clips']):.3f}",
-                                clips_per_s=f"{meter.sums['clips'] / max(elapsed, 1e-9):.1f}")
+            batches.set_postfix(
+                loss=f"{meter.sums['loss'] / max(1, meter.sums['clips']):.3f}",
+                clips_per_s=f"{meter.sums['clips'] / max(elapsed, 1e-9):.1f}",
+            )
         if step < 0:
             raise TrainingError(
                 f"no training clip could be decoded in epoch {epoch + 1} ({len(loader.failures)} unreadable videos); "
-                "run `actionmoe data scan` to list them")
+                "run `actionmoe data scan` to list them"
+            )
+        return self._epoch_summary(meter, time.perf_counter() - started, len(loader.failures))
+
+    def _epoch_summary(self, meter: Meter, seconds: float, skipped: int) -> dict:
         totals = meter.reduced(self.context)
-        seconds = time.perf_counter() - started
         clips = max(1.0, totals["clips"])
-        return {"loss": totals["loss"] / clips, "task_loss": totals["task_loss"] / clips,
-                "aux_loss": totals["aux_loss"] / clips, "train_top1": totals["correct"] / clips,
-                "lr": max(group["lr"] for group in self.optimizer.param_groups), "clips_per_s": totals["clips"] / seconds,
-                "seconds": seconds, "expert_fraction": meter.vector_mean(), "skipped_videos": len(loader.failures)}
+        return {
+            "loss": totals["loss"] / clips,
+            "task_loss": totals["task_loss"] / clips,
+            "aux_loss": totals["aux_loss"] / clips,
+            "train_top1": totals["correct"] / clips,
+            "lr": max(group["lr"] for group in self.optimizer.param_groups),
+            "clips_per_s": totals["clips"] / seconds,
+            "seconds": seconds,
+            "expert_fraction": meter.vector_mean(),
+            "skipped_videos": skipped,
+        }
 
     def _freeze_bn_if_asked(self) -> None:
-        if self.settings.freeze_bn:
+        if self.train_config.freeze_bn:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
     def train_step(self, batch: dict, step: int, steps: int, meter: Meter) -> None:
-        clip = self.prepare(batch["clip"], train=True)
+        clip = self.preprocessing.on_device(batch["clip"], self.device, True, self.augment_generator)
+        clip = as_model_input(clip, self.train_config.channels_last)  # [B, C, T, H, W]
         labels = batch["label"].to(self.device)
-        accumulate = self.settings.accumulate
+        accumulate = self.train_config.accumulate
         boundary = (step + 1) % accumulate == 0 or step + 1 == steps
         sync = self.model.no_sync() if self.context.enabled and not boundary else contextlib.nullcontext()
         with sync:
-            with autocast(self.device, self.settings.precision):
+            with autocast(self.device, self.precision):
                 out = self.model(clip)
-                task = F.cross_entropy(out.logits.float(), labels, label_smoothing=self.settings.label_smoothing)
+                task = F.cross_entropy(out.logits.float(), labels, label_smoothing=self.train_config.label_smoothing)
                 loss = task + out.aux_loss
             self._check_finite(loss, step)
             (loss / accumulate).backward()
         if boundary:
             self._optimizer_step()
         size = len(labels)
-        meter.add(loss=loss.item() * size, task_loss=task.item() * size, aux_loss=float(out.aux_loss.detach()) * size,
-                  correct=topk_correct(out.logits.detach(), labels, (1,))[0], clips=size)
+        meter.add(
+            loss=loss.item() * size,
+            task_loss=task.item() * size,
+            aux_loss=float(out.aux_loss.detach()) * size,
+            correct=topk_correct(out.logits.detach(), labels, (1,))[0],
+            clips=size,
+        )
         if out.routing is not None:
             meter.add_vector(out.routing.fraction_routed)
 
@@ -154,19 +186,16 @@ class Trainer:
         if bad.item() > 0:
             raise TrainingError(
                 f"the loss became {loss.item()} at step {step + 1}; stopped without saving, so the last good "
-                f"checkpoint in {self.run_dir} is kept. Lower train.lr or enable train.grad_clip")
+                f"checkpoint in {self.run_dir} is kept. Lower train.lr or enable train.grad_clip"
+            )
 
     def _optimizer_step(self) -> None:
-        if self.settings.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        if self.train_config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.settings.per_step_scheduler:
+        if self.train_config.scheduler == "cosine":  # per step; plateau steps per epoch on validation
             self.scheduler.step()
-
-    def prepare(self, clip: torch.Tensor, train: bool) -> torch.Tensor:
-        return prepare_batch(clip, self.policy, self.device, self.settings.channels_last,
-                             self.augment_generator if train else None)
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict:
@@ -179,43 +208,60 @@ class Trainer:
         model.eval()
         meter = Meter()
         for batch in loader:
-            clip = self.prepare(batch["clip"], train=False)  # [B, V, C, T, H, W]
-            batch_size, views = clip.shape[:2]
-            with autocast(self.device, self.settings.precision):
-                logits = model(clip.flatten(0, 1)).logits.float()  # [B * V, classes]
-            probs = logits.softmax(dim=1).view(batch_size, views, -1).mean(dim=1)
+            clips = self.preprocessing.on_device(batch["clip"], self.device, False)  # [B, V, C, T, H, W]
+            probs = predict_views(model, clips, self.precision, self.train_config.channels_last).video_probs()
             labels = batch["label"].to(self.device)
             top1, top5 = topk_correct(probs, labels)
             nll = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
-            meter.add(top1=top1, top5=top5, loss=nll.item(), videos=batch_size)
+            meter.add(top1=top1, top5=top5, loss=nll.item(), videos=len(labels))
         totals = meter.reduced(self.context)
         videos = max(1.0, totals.get("videos", 0.0))
-        return {"top1": totals.get("top1", 0.0) / videos, "top5": totals.get("top5", 0.0) / videos,
-                "loss": totals.get("loss", math.nan) / videos, "videos": int(totals.get("videos", 0))}
+        return {
+            "top1": totals.get("top1", 0.0) / videos,
+            "top5": totals.get("top5", 0.0) / videos,
+            "loss": totals.get("loss", math.nan) / videos,
+            "videos": int(totals.get("videos", 0)),
+        }
 
     def save(self, state: TrainState, improved: bool) -> None:
+        """``best`` (when improved) before ``last``: a kill between the two never leaves a last without its best."""
         if not self.context.is_main:
             return
         model_state = unwrap_model(self.model).state_dict()
-        meta = {**self.describe(state), "scheduler": self.scheduler.state_dict()}
-        full = Checkpoint(model_state, meta, self.optimizer.state_dict(), rng_state())
-        save_checkpoint(self.run_dir / "last.safetensors", full)
+        meta = {**self.run_meta, **self.state_meta(state), "scheduler": self.scheduler.state_dict()}
         if improved:
             save_checkpoint(self.run_dir / "best.safetensors", Checkpoint(model_state, meta))
+        full = Checkpoint(model_state, meta, self.optimizer.state_dict(), rng_state())
+        save_checkpoint(self.run_dir / "last.safetensors", full)
+
+    def state_meta(self, state: TrainState) -> dict:
+        return {
+            "epoch": state.epoch,
+            "best_metric": state.best_metric,
+            "best_epoch": state.best_epoch,
+            "stopped_early": state.stopped_early,
+            "finished": run_is_finished(state.epoch, state.stopped_early, self.train_config.epochs),
+            "saved": datetime.datetime.now(datetime.UTC).isoformat(),
+        }
 
     def log_epoch(self, row: dict) -> None:
         if not self.context.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_jsonl(self.run_dir / "metrics.jsonl", row)
         if self.tensorboard is not None:
             for key, value in row.items():
                 if isinstance(value, int | float) and key != "epoch":
                     self.tensorboard.add_scalar(key, value, row["epoch"] + 1)
             for expert, share in enumerate(row["expert_fraction"]):
                 self.tensorboard.add_scalar(f"expert_fraction/{expert}", share, row["epoch"] + 1)
-        log.info("epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s", row["epoch"] + 1,
-                 row["loss"], row["train_top1"], row["val_top1"], row["clips_per_s"])
+        log.info(
+            "epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s",
+            row["epoch"] + 1,
+            row["loss"],
+            row["train_top1"],
+            row["val_top1"],
+            row["clips_per_s"],
+        )
 
 
 def tensorboard_writer(folder: Path):
@@ -225,21 +271,6 @@ def tensorboard_writer(folder: Path):
     except ImportError:
         return None
     return SummaryWriter(str(folder))
-
-
-def prepare_batch(clip: torch.Tensor, policy: BatchPolicy, device: torch.device, channels_last: bool,
-                  augment_generator: torch.Generator | None = None) -> torch.Tensor:
-    """Loader batch -> float [B, C, T, H, W] (or [B, V, C, T, H, W]) on the device.
-
-    ``augment_generator`` is given for training batches: with ``policy.augment`` they arrive
-    uncropped and are cropped and flipped here.
-    """
-    clip = clip.to(device, non_blocking=True)
-    if augment_generator is not None and policy.augment:
-        clip = device_augment(clip, policy.crop_size, policy.flip, augment_generator)
-    if policy.normalize or policy.augment:
-        clip = normalize_clip(clip, policy.mean, policy.std)
-    return to_device(clip, device, channels_last)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

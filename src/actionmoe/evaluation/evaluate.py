@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actionmoe.data.builders import build_cache, build_dataset, build_splits
+from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
 from actionmoe.data.dataset import build_loader
-from actionmoe.engine.checkpoint import CheckpointError
-from actionmoe.engine.device import autocast, pick_device, resolve_precision
+from actionmoe.data.transforms import Preprocessing
+from actionmoe.engine.device import pick_device, resolve_precision
 from actionmoe.engine.restore import RestoredModel, restore_model
-from actionmoe.engine.run import build_batch_policy
-from actionmoe.engine.trainer import prepare_batch
-from actionmoe.errors import ActionMoEError
+from actionmoe.engine.views import predict_views
+from actionmoe.errors import CheckpointError, DatasetError, UsageError
 from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, topk_accuracy
 
 log = logging.getLogger(__name__)
@@ -25,12 +24,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvaluationOptions:
+    """How to evaluate a checkpoint; every field defaults to what the checkpoint itself records."""
+
     split: int | None = None  # None: the checkpoint's split
     views: tuple[int, int] | None = None  # (clips, crops); None: the checkpoint's test views
     root: str | None = None  # dataset root; None: the checkpoint's
     device: str = "auto"
     batch_size: int = 4
     num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise UsageError(
+                f"--batch-size must be at least 1 and --workers 0 or more, got {self.batch_size} and {self.num_workers}"
+            )
+        if self.split is not None and self.split not in (1, 2, 3):
+            raise UsageError(f"--split must be 1, 2 or 3, got {self.split}")
 
 
 @dataclass(frozen=True)
@@ -57,46 +66,58 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
     restored = restore_model(checkpoint, device)
     data = restored.config.data
     clips, crops = options.views or (data.test_clips, data.test_crops)
-    data = replace(data, split=options.split or data.split, root=options.root or data.root, test_clips=clips,
-                   test_crops=crops, num_workers=options.num_workers, on_missing="skip")
+    data = replace(
+        data,
+        split=options.split or data.split,
+        root=options.root or data.root,
+        test_clips=clips,
+        test_crops=crops,
+        num_workers=options.num_workers,
+        on_missing="skip",
+    )
     splits = build_splits(data)
     if tuple(splits.classes) != restored.classes:
         raise CheckpointError(
             f"{checkpoint} knows {len(restored.classes)} classes ({', '.join(restored.classes[:3])}, ...) but the "
-            f"dataset at {data.root} has {len(splits.classes)} ({', '.join(splits.classes[:3])}, ...)")
+            f"dataset at {data.root} has {len(splits.classes)} ({', '.join(splits.classes[:3])}, ...)"
+        )
     if not splits.test:
-        raise ActionMoEError(f"the test set of split {data.split} at {data.root} is empty")
-    loader = build_loader(build_dataset(data, splits, "test", build_cache(data)), options.batch_size, False,
-                          num_workers=data.num_workers)
+        raise DatasetError(f"the test set of split {data.split} at {data.root} is empty")
+    loader = build_loader(
+        build_dataset(data, splits, "test", build_cache(data)), options.batch_size, False, num_workers=data.num_workers
+    )
     precision = resolve_precision(restored.config.train.precision, device)
-    predictions = predict_views(restored, loader, device, precision, build_batch_policy(data))
+    predictions = predict_test_views(restored, loader, device, precision, build_preprocessing(data))
     if len(predictions.labels) == 0:
-        raise ActionMoEError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")
+        raise DatasetError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")
     metrics, matrix = summarize(predictions, restored, data, device, (clips, crops))
     return Evaluation(metrics, matrix, predictions, restored.classes, restored)
 
 
-@torch.no_grad()
-def predict_views(restored: RestoredModel, loader, device: torch.device, precision: str, policy) -> Predictions:
-    model = restored.model
+def predict_test_views(
+    restored: RestoredModel, loader, device: torch.device, precision: str, preprocessing: Preprocessing
+) -> Predictions:
+    """Per-view probabilities, labels, gates and model time for every video the loader yields."""
     probs, labels, gates, seconds, counts = [], [], [], [], []
     for batch in loader:
-        clip = prepare_batch(batch["clip"], policy, device, restored.config.train.channels_last)
-        batch_size, views = clip.shape[:2]  # [B, V, C, T, H, W]
+        clips = preprocessing.on_device(batch["clip"], device, False)  # [B, V, C, T, H, W]
         started = _sync_time(device)
-        with autocast(device, precision):
-            out = model(clip.flatten(0, 1))
-        logits = out.logits.float()
+        out = predict_views(restored.model, clips, precision, restored.config.train.channels_last)
         seconds.append(_sync_time(device) - started)
-        counts.append(batch_size * views)
-        probs.append(logits.softmax(dim=1).view(batch_size, views, -1).cpu().numpy())
+        counts.append(clips.shape[0] * clips.shape[1])
+        probs.append(out.probs.cpu().numpy())
         labels.append(batch["label"].numpy())
-        if out.routing is not None:
-            gates.append(out.routing.gates.float().view(batch_size, views, -1).mean(dim=1).cpu().numpy())
-    concat = lambda parts: np.concatenate(parts) if parts else None  # noqa: E731
-    return Predictions(concat(probs) if probs else np.zeros((0, 1, len(restored.classes))),
-                       concat(labels) if labels else np.zeros(0, dtype=np.int64), concat(gates), seconds, counts,
-                       dict(loader.failures))
+        if out.gates is not None:
+            gates.append(out.gates.cpu().numpy())
+    concat = lambda parts: np.concatenate(parts) if parts else None
+    return Predictions(
+        concat(probs) if probs else np.zeros((0, 1, len(restored.classes))),
+        concat(labels) if labels else np.zeros(0, dtype=np.int64),
+        concat(gates),
+        seconds,
+        counts,
+        dict(loader.failures),
+    )
 
 
 def _sync_time(device: torch.device) -> float:
@@ -105,8 +126,9 @@ def _sync_time(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def summarize(predictions: Predictions, restored: RestoredModel, data, device: torch.device,
-              views: tuple[int, int]) -> tuple[dict, np.ndarray]:
+def summarize(
+    predictions: Predictions, restored: RestoredModel, data, device: torch.device, views: tuple[int, int]
+) -> tuple[dict, np.ndarray]:
     video_scores = aggregate_views(predictions.view_probs)  # [N, C]
     video = classification_metrics(video_scores, predictions.labels, list(restored.classes))
     matrix = video.pop("confusion")
@@ -116,19 +138,32 @@ def summarize(predictions: Predictions, restored: RestoredModel, data, device: t
     meta = restored.meta
     metrics = {
         "protocol": {
-            "dataset": data.dataset, "split": data.split, "subset": "test", "views": f"{views[0]}x{views[1]}",
-            "clips_per_video": views[0], "crops_per_clip": views[1], "frames_per_clip": data.clip_len,
-            "resize": list(data.resize), "crop_size": data.crop_size,
+            "dataset": data.dataset,
+            "split": data.split,
+            "subset": "test",
+            "views": f"{views[0]}x{views[1]}",
+            "clips_per_video": views[0],
+            "crops_per_clip": views[1],
+            "frames_per_clip": data.clip_len,
+            "resize": list(data.resize),
+            "crop_size": data.crop_size,
             "aggregation": "softmax probabilities averaged over a video's views",
         },
-        "checkpoint": {"path": str(restored.path), "sha256": restored.sha256, "epoch": meta.get("epoch"),
-                       "best_val_top1": meta.get("best_metric")},
+        "checkpoint": {
+            "path": str(restored.path),
+            "sha256": restored.sha256,
+            "epoch": meta.get("epoch"),
+            "best_val_top1": meta.get("best_metric"),
+        },
         "device": str(device),
         "videos": int(len(predictions.labels)),
         "skipped_videos": predictions.skipped,
         "video_level": video,
-        "clip_level": {"top1": topk_accuracy(clip_scores, clip_labels, 1),
-                       "top5": topk_accuracy(clip_scores, clip_labels, 5), "clips": int(len(clip_labels))},
+        "clip_level": {
+            "top1": topk_accuracy(clip_scores, clip_labels, 1),
+            "top5": topk_accuracy(clip_scores, clip_labels, 5),
+            "clips": int(len(clip_labels)),
+        },
         "inference": inference_timing(predictions, num_views),
         "experts": expert_usage(predictions, restored.classes),
     }
@@ -159,10 +194,18 @@ def expert_usage(predictions: Predictions, classes: tuple[str, ...]) -> dict | N
         return None
     gates = predictions.gates  # [N, E]
     routed = (gates > 0).mean(axis=0)
-    per_class = np.stack([gates[predictions.labels == c].mean(axis=0) if (predictions.labels == c).any()
-                          else np.zeros(gates.shape[1]) for c in range(len(classes))])
+    per_class = np.stack(
+        [
+            gates[predictions.labels == c].mean(axis=0) if (predictions.labels == c).any() else np.zeros(gates.shape[1])
+            for c in range(len(classes))
+        ]
+    )
     mean_gate = gates.mean(axis=0)
     entropy = float(-(mean_gate * np.log(np.clip(mean_gate, 1e-12, None))).sum() / np.log(len(mean_gate)))
-    return {"fraction_routed": routed.tolist(), "mean_gate": mean_gate.tolist(),
-            "normalized_entropy_of_mean_gate": entropy, "unused_experts": int((routed == 0).sum()),
-            "class_expert_gate": per_class.tolist()}
+    return {
+        "fraction_routed": routed.tolist(),
+        "mean_gate": mean_gate.tolist(),
+        "normalized_entropy_of_mean_gate": entropy,
+        "unused_experts": int((routed == 0).sum()),
+        "class_expert_gate": per_class.tolist(),
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from actionmoe.errors import UsageError
+
 
 def aggregate_views(view_probs: np.ndarray) -> np.ndarray:
     """Video scores from per-view softmax probabilities: [N, V, C] -> [N, C] (mean over views)."""
@@ -44,7 +46,8 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, classes: list
     predictions = scores.argmax(axis=1)
     indices = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predictions, labels=indices, zero_division=0)
+        labels, predictions, labels=indices, zero_division=0
+    )
     matrix = confusion(labels, predictions, len(classes))
     return {
         "top1": topk_accuracy(scores, labels, 1),
@@ -62,5 +65,7 @@ def parse_views(text: str) -> tuple[int, int]:
     """``'CLIPSxCROPS'`` -> (clips, crops); clips >= 1, crops 1 or 3."""
     clips, sep, crops = text.lower().partition("x")
     if not (sep and clips.isdigit() and crops.isdigit()) or int(clips) < 1 or int(crops) not in (1, 3):
-        raise ValueError(f"views must look like CLIPSxCROPS with CLIPS >= 1 and CROPS 1 or 3 (e.g. 1x1, 10x3), got {text!r}")
+        raise UsageError(
+            f"--views must look like CLIPSxCROPS with CLIPS >= 1 and CROPS 1 or 3 (e.g. 1x1, 10x3), got {text!r}"
+        )
     return int(clips), int(crops)

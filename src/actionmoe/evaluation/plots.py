@@ -40,8 +40,15 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
     if len(classes) <= 15:
         for (row, col), value in np.ndenumerate(normalised):
             if matrix[row, col]:
-                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if value > 0.5 else "black")
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if value > 0.5 else "black",
+                )
     fig.colorbar(image, ax=ax, fraction=0.025, shrink=0.6, pad=0.02, label="fraction of the true class")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from actionmoe.evaluation.evaluate import Evaluation
+from actionmoe.errors import DatasetError, OutputError
+from actionmoe.evaluation.evaluate import Evaluation, EvaluationOptions, evaluate_checkpoint
 from actionmoe.evaluation.metrics import per_class_accuracy
 from actionmoe.evaluation.plots import (
     plot_class_expert_routing,
@@ -17,30 +22,77 @@ from actionmoe.evaluation.plots import (
     plot_per_class_accuracy,
     plot_training_curves,
 )
+from actionmoe.files import ensure_writable, write_atomically, write_json
+
+
+def evaluate_into(checkpoint: Path, out: Path, options: EvaluationOptions = EvaluationOptions()) -> dict:
+    """Evaluate ``checkpoint`` on its test split and write every report file into ``out``; returns the metrics."""
+    ensure_writable(out.parent, "--out")
+    evaluation = evaluate_checkpoint(checkpoint, options)
+    write_report(evaluation, out)
+    return evaluation.metrics
+
+
+def evaluation_is_complete(out: Path) -> bool:
+    """``out`` holds a whole evaluation (the folder is renamed into place only when every file is written)."""
+    return (out / "metrics.json").is_file() and (out / "report.md").is_file()
 
 
 def write_report(evaluation: Evaluation, out: Path) -> list[Path]:
-    """Every output file of ``actionmoe evaluate``; returns their paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Every output file of ``actionmoe evaluate`` into ``out``; returns their paths.
+
+    The files are written into a hidden staging folder beside ``out`` that replaces ``out`` only
+    when complete, so a kill part-way leaves the previous evaluation (or none), never half of one.
+    """
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        names = _write_report_files(evaluation, staging)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except OSError as exc:
+        raise OutputError(f"cannot write the evaluation into {out} ({exc.strerror or exc})") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:
     metrics, classes = evaluation.metrics, list(evaluation.classes)
-    written = [out / "metrics.json", out / "report.md", out / "confusion_matrix.csv", out / "confusion_matrix.png",
-               out / "per_class_accuracy.png"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    written = ["metrics.json", "report.md", "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.png"]
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(markdown_report(metrics, evaluation.confusion, classes))
     _write_confusion_csv(evaluation.confusion, classes, out / "confusion_matrix.csv")
     protocol = metrics["protocol"]
     title = f"{protocol['dataset']} split {protocol['split']} test, views {protocol['views']}: row-normalised"
     plot_confusion(evaluation.confusion, classes, out / "confusion_matrix.png", title)
-    plot_per_class_accuracy(per_class_accuracy(evaluation.confusion), classes, out / "per_class_accuracy.png",
-                            metrics["video_level"]["mean_class_accuracy"])
+    plot_per_class_accuracy(
+        per_class_accuracy(evaluation.confusion),
+        classes,
+        out / "per_class_accuracy.png",
+        metrics["video_level"]["mean_class_accuracy"],
+    )
     experts = metrics["experts"]
     if experts is not None:
         plot_expert_usage(experts["fraction_routed"], experts["mean_gate"], out / "expert_usage.png")
         plot_class_expert_routing(np.array(experts["class_expert_gate"]), classes, out / "class_expert_routing.png")
-        written += [out / "expert_usage.png", out / "class_expert_routing.png"]
+        written += ["expert_usage.png", "class_expert_routing.png"]
     if plot_training_curves(evaluation.restored.path.parent / "metrics.jsonl", out / "training_curves.png"):
-        written.append(out / "training_curves.png")
+        written.append("training_curves.png")
     return written
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities replaced by None, so that it is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def _write_confusion_csv(matrix: np.ndarray, classes: list[str], path: Path) -> None:
@@ -53,18 +105,27 @@ def _write_confusion_csv(matrix: np.ndarray, classes: list[str], path: Path) -> 
 
 def headline(metrics: dict) -> str:
     video, protocol = metrics["video_level"], metrics["protocol"]
-    return (f"test split {protocol['split']} ({metrics['videos']} videos, views {protocol['views']}): "
-            f"top-1 {video['top1']:.3f}, top-5 {video['top5']:.3f}, mean class accuracy "
-            f"{video['mean_class_accuracy']:.3f}")
+    return (
+        f"test split {protocol['split']} ({metrics['videos']} videos, views {protocol['views']}): "
+        f"top-1 {video['top1']:.3f}, top-5 {video['top5']:.3f}, mean class accuracy "
+        f"{video['mean_class_accuracy']:.3f}"
+    )
 
 
 def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str]) -> str:
-    protocol, video, clip, timing = (metrics["protocol"], metrics["video_level"], metrics["clip_level"],
-                                     metrics["inference"])
+    protocol, video, clip, timing = (
+        metrics["protocol"],
+        metrics["video_level"],
+        metrics["clip_level"],
+        metrics["inference"],
+    )
     lines = [
-        "# Evaluation report", "",
-        f"**{headline(metrics)}**", "",
-        "## Protocol", "",
+        "# Evaluation report",
+        "",
+        f"**{headline(metrics)}**",
+        "",
+        "## Protocol",
+        "",
         f"- dataset {protocol['dataset']}, split {protocol['split']}, subset test ({metrics['videos']} videos, "
         f"{len(metrics['skipped_videos'])} unreadable skipped)",
         f"- {protocol['clips_per_video']} clip(s) x {protocol['crops_per_clip']} crop(s) per video, "
@@ -72,20 +133,31 @@ def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str]) -> st
         f"crop {protocol['crop_size']}",
         f"- video level: {protocol['aggregation']}; clip level: each view on its own",
         f"- checkpoint {metrics['checkpoint']['path']} (epoch {_epoch(metrics)}, sha256 "
-        f"{metrics['checkpoint']['sha256'][:12]}...), device {metrics['device']}", "",
-        "## Accuracy", "",
-        "| level | top-1 | top-5 | mean class accuracy |", "|---|---|---|---|",
+        f"{metrics['checkpoint']['sha256'][:12]}...), device {metrics['device']}",
+        "",
+        "## Accuracy",
+        "",
+        "| level | top-1 | top-5 | mean class accuracy |",
+        "|---|---|---|---|",
         f"| video | {video['top1']:.4f} | {video['top5']:.4f} | {video['mean_class_accuracy']:.4f} |",
-        f"| clip | {clip['top1']:.4f} | {clip['top5']:.4f} | |", "",
-        "## Inference time (model only, warm-up excluded)", "",
-        "| ms / clip | ms / video | clips / s | p50 ms / clip | p95 ms / clip |", "|---|---|---|---|---|",
+        f"| clip | {clip['top1']:.4f} | {clip['top5']:.4f} | |",
+        "",
+        "## Inference time (model only, warm-up excluded)",
+        "",
+        "| ms / clip | ms / video | clips / s | p50 ms / clip | p95 ms / clip |",
+        "|---|---|---|---|---|",
         f"| {_num(timing['ms_per_clip'])} | {_num(timing['ms_per_video'])} | {_num(timing['clips_per_s'])} | "
-        f"{_num(timing['p50_ms_per_clip'])} | {_num(timing['p95_ms_per_clip'])} |", "",
-        "## Per class", "",
-        "| class | precision | recall | F1 | videos |", "|---|---|---|---|---|",
+        f"{_num(timing['p50_ms_per_clip'])} | {_num(timing['p95_ms_per_clip'])} |",
+        "",
+        "## Per class",
+        "",
+        "| class | precision | recall | F1 | videos |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-              for name, v in video["per_class"].items()]
+    lines += [
+        f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+        for name, v in video["per_class"].items()
+    ]
     lines += ["", "## Most frequent confusions", "", "| true | predicted | videos |", "|---|---|---|"]
     lines += [f"| {classes[t]} | {classes[p]} | {n} |" for t, p, n in top_confusions(matrix, 10)]
     lines += _expert_lines(metrics["experts"], classes)
@@ -100,15 +172,23 @@ def top_confusions(matrix: np.ndarray, count: int) -> list[tuple[int, int, int]]
 def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
     if experts is None:
         return []
-    lines = ["", "## Experts", "",
-             f"Normalised entropy of the mean gate: {experts['normalized_entropy_of_mean_gate']:.3f} (1 = even use); "
-             f"unused experts: {experts['unused_experts']}.", "",
-             "| expert | fraction of videos routed | mean gate weight | classes it leads |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "## Experts",
+        "",
+        f"Normalised entropy of the mean gate: {experts['normalized_entropy_of_mean_gate']:.3f} (1 = even use); "
+        f"unused experts: {experts['unused_experts']}.",
+        "",
+        "| expert | fraction of videos routed | mean gate weight | classes it leads |",
+        "|---|---|---|---|",
+    ]
     weights = np.array(experts["class_expert_gate"])  # [C, E]
     leaders = weights.argmax(axis=1)
     for index, (fraction, gate) in enumerate(zip(experts["fraction_routed"], experts["mean_gate"])):
         led = [classes[c] for c in np.nonzero(leaders == index)[0]]
-        lines.append(f"| {index} | {fraction:.3f} | {gate:.3f} | {', '.join(led[:8])}{' ...' if len(led) > 8 else ''} |")
+        lines.append(
+            f"| {index} | {fraction:.3f} | {gate:.3f} | {', '.join(led[:8])}{' ...' if len(led) > 8 else ''} |"
+        )
     return lines
 
 
@@ -131,6 +211,24 @@ def find_split_checkpoints(run_root: Path) -> dict[int, Path]:
     return found
 
 
+def evaluate_all_splits(run_root: Path, out: Path, options: EvaluationOptions = EvaluationOptions()) -> dict:
+    """Evaluate the best checkpoint of each split run under ``run_root``; mean and std over splits.
+
+    Writes ``out/split<N>/`` for each split and ``out/summary.json`` + ``summary.md``.
+    """
+    checkpoints = find_split_checkpoints(run_root)
+    if not checkpoints:
+        raise DatasetError(f"no */best.safetensors under {run_root} in folders named like hmdb51-split1")
+    per_split = {
+        split: evaluate_into(path, out / f"split{split}", replace(options, split=split))
+        for split, path in checkpoints.items()
+    }
+    summary = split_summary(per_split)
+    write_json(out / "summary.json", summary)
+    write_atomically(out / "summary.md", split_summary_markdown(summary))
+    return summary
+
+
 def split_summary(per_split: dict[int, dict]) -> dict:
     """Mean and population standard deviation over splits of the video-level metrics."""
     summary: dict = {"splits": sorted(per_split), "per_split": {}}
@@ -138,16 +236,29 @@ def split_summary(per_split: dict[int, dict]) -> dict:
         values = np.array([per_split[s]["video_level"][key] for s in sorted(per_split)])
         summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
     for split, metrics in per_split.items():
-        summary["per_split"][str(split)] = {k: metrics["video_level"][k] for k in ("top1", "top5", "mean_class_accuracy")}
+        summary["per_split"][str(split)] = {
+            k: metrics["video_level"][k] for k in ("top1", "top5", "mean_class_accuracy")
+        }
     return summary
 
 
+def format_split_summary(summary: dict, out: Path) -> str:
+    top1 = summary["top1"]
+    return f"splits {summary['splits']}: top-1 {top1['mean']:.4f} +- {top1['std']:.4f}; summary: {out / 'summary.md'}"
+
+
 def split_summary_markdown(summary: dict) -> str:
-    lines = ["# Evaluation over splits", "",
-             f"Splits evaluated: {', '.join(map(str, summary['splits']))} (the standard HMDB51 protocol averages 1-3).",
-             "", "| metric | mean | std | per split |", "|---|---|---|---|"]
+    lines = [
+        "# Evaluation over splits",
+        "",
+        f"Splits evaluated: {', '.join(map(str, summary['splits']))} (the standard HMDB51 protocol averages 1-3).",
+        "",
+        "| metric | mean | std | per split |",
+        "|---|---|---|---|",
+    ]
     for key in ("top1", "top5", "mean_class_accuracy"):
         item = summary[key]
-        lines.append(f"| {key} | {item['mean']:.4f} | {item['std']:.4f} | "
-                     f"{', '.join(f'{v:.4f}' for v in item['values'])} |")
+        lines.append(
+            f"| {key} | {item['mean']:.4f} | {item['std']:.4f} | {', '.join(f'{v:.4f}' for v in item['values'])} |"
+        )
     return "\n".join(lines) + "\n"

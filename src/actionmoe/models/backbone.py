@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from actionmoe.errors import ActionMoEError
+from actionmoe.errors import ModelInputError, WeightsError
 
 log = logging.getLogger(__name__)
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 STAGE_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 KINETICS_FILE = "r2plus1d_18-91a641e6.pth"
-
-
-class ModelInputError(ActionMoEError):
-    """A clip of the wrong rank, channel count or length."""
-
-
-class WeightsError(ActionMoEError):
-    """A weights file that is missing, corrupt, or of another architecture."""
 
 
 class R2Plus1DBackbone(nn.Module):
@@ -43,7 +35,12 @@ class R2Plus1DBackbone(nn.Module):
 
         net = r2plus1d_18(weights=None)
         self.stem, self.layer1, self.layer2, self.layer3, self.layer4 = (
-            net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
+            net.stem,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
         if not layer4_temporal_stride:
             _remove_temporal_stride(self.layer4)
 
@@ -51,11 +48,14 @@ class R2Plus1DBackbone(nn.Module):
         for name in STAGES:
             yield name, getattr(self, name)
 
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+    def forward(self, clip: torch.Tensor, after_stage: Mapping[str, nn.Module] | None = None) -> torch.Tensor:
+        """[B, 3, T, H, W] -> [B, 512, T', H', W']; ``after_stage[name]`` runs on the output of stage ``name``."""
         check_clip(clip)
-        x = self.stem(clip)
-        for _, stage in self.stages():
+        x = self.stem(clip)  # [B, 64, T, H/2, W/2]
+        for name, stage in self.stages():
             x = stage(x)
+            if after_stage is not None and name in after_stage:
+                x = after_stage[name](x)
         return x
 
 
@@ -132,4 +132,5 @@ def _check_compatible(backbone: nn.Module, state: dict[str, torch.Tensor], sourc
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
             raise WeightsError(
-                f"{source}: {key} has shape {tuple(tensor.shape)}, R(2+1)D-18 expects {tuple(expected[key].shape)}")
+                f"{source}: {key} has shape {tuple(tensor.shape)}, R(2+1)D-18 expects {tuple(expected[key].shape)}"
+            )

@@ -175,17 +175,16 @@ class MoEHead(nn.Module):
         balance: str = "shazeer",
         balance_weight: float = 0.01,
         z_loss_weight: float = 0.001,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        """``reduce`` sums the balance statistics over ranks (distributed training); None in one process.
+        Values are not checked here: the config validates them (1 <= top_k <= num_experts, balance name)."""
         super().__init__()
-        if num_experts < 1 or not 1 <= top_k <= num_experts:
-            raise ValueError(f"need 1 <= top_k <= num_experts, got top_k={top_k}, num_experts={num_experts}")
-        if balance not in ("shazeer", "switch", "none"):
-            raise ValueError(f"balance must be shazeer, switch or none, got {balance!r}")
         self.top_k, self.balance = top_k, balance
         self.balance_weight, self.z_loss_weight = balance_weight, z_loss_weight
         self.router = NoisyTopKRouter(in_features, num_experts, gate_hidden, noisy_gating)
         self.experts = ResidualExperts(num_experts, in_features, expert_hidden, num_classes, expert_dropout)
-        self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # set by distributed training
+        self.reduce = reduce
 
     def forward(self, features: torch.Tensor) -> HeadOutput:
         with torch.autocast(device_type=features.device.type, enabled=False):

@@ -17,21 +17,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from actionmoe.models.backbone import ModelInputError
+from actionmoe.errors import ModelInputError
 
 
 class MotionDynamics(nn.Module):
     """Args:
-        channels: C of the tapped feature map.
-        reduction: channel reduction of the difference branch.
-        fusion: ``gate`` or ``residual``.
-        name: where it is tapped (used in error messages).
+    channels: C of the tapped feature map.
+    reduction: channel reduction of the difference branch.
+    fusion: ``gate`` or ``residual``.
+    name: where it is tapped (used in error messages).
     """
 
     def __init__(self, channels: int, reduction: int = 8, fusion: str = "gate", name: str = "motion") -> None:
         super().__init__()
-        if fusion not in ("gate", "residual"):
-            raise ValueError(f"motion fusion must be 'gate' or 'residual', got {fusion!r}")
         hidden = max(channels // reduction, 8)
         self.fusion, self.name = fusion, name
         self.reduce = nn.Sequential(nn.Conv3d(channels, hidden, 1, bias=False), nn.BatchNorm3d(hidden))

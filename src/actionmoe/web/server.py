@@ -20,7 +20,7 @@ import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from actionmoe.errors import VideoDecodeError
+from actionmoe.errors import ActionMoEError, UsageError, VideoDecodeError
 from actionmoe.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,40 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
 
+def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, top_k: int = 5) -> None:
+    """Serve ``predictor`` until Ctrl-C.
+
+    Raises:
+        UsageError: a port outside 1-65535 or a top-k below 1.
+        ActionMoEError: the address cannot be bound (port in use, unknown host).
+    """
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    try:
+        server = PredictionServer((host, port), predictor, top_k)
+    except OSError as exc:
+        raise ActionMoEError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
+        ) from exc
+    print(f"serving {predictor.restored.path} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 class PredictionServer(http.server.ThreadingHTTPServer):
     """Serves one Predictor; predictions run one at a time (the model is not re-entrant on every device)."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], predictor: Predictor, top_k: int = 5,
-                 max_upload_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    def __init__(
+        self, address: tuple[str, int], predictor: Predictor, top_k: int = 5, max_upload_bytes: int = MAX_UPLOAD_BYTES
+    ) -> None:
         super().__init__(address, PredictionHandler)
         self.predictor, self.top_k, self.max_upload_bytes = predictor, top_k, max_upload_bytes
         self.lock = threading.Lock()
@@ -49,10 +76,10 @@ class PredictionServer(http.server.ThreadingHTTPServer):
 class PredictionHandler(http.server.BaseHTTPRequestHandler):
     server: PredictionServer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path in ("/", "/index.html"):
             self._send(200, self.server.page, "text/html; charset=utf-8")
         elif self.path == "/api/info":
@@ -61,7 +88,7 @@ class PredictionHandler(http.server.BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": f"no such page: {self.path}"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != "/api/predict":
             self._send_json(404, {"error": f"no such endpoint: {self.path}"})
             return

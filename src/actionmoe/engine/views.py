@@ -1,0 +1,45 @@
+"""One multi-view prediction routine, shared by validation, evaluation and the Predictor.
+
+A video is judged from V views (clips x crops): the model classifies each view and the softmax
+probabilities are averaged over the views.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from actionmoe.engine.device import as_model_input, autocast
+
+
+class ViewPredictions(NamedTuple):
+    probs: torch.Tensor  # [B, V, C] float32 softmax per view
+    gates: torch.Tensor | None  # [B, E] gate weights averaged over the views; None without a router
+
+    def video_probs(self) -> torch.Tensor:
+        """[B, C]: the average over views, the video-level prediction."""
+        return self.probs.mean(dim=1)
+
+
+@torch.no_grad()
+def predict_views(
+    model: nn.Module, clips: torch.Tensor, precision: str, channels_last: bool = False
+) -> ViewPredictions:
+    """Classify every view of a batch of videos.
+
+    Args:
+        model: an ActionRecognizer (or anything returning a HeadOutput), in eval mode.
+        clips: [B, V, C, T, H, W] float on the model's device.
+        precision: ``fp32`` or ``bf16`` (autocast), as ``engine.device.resolve_precision`` returns.
+        channels_last: channels_last_3d on CUDA.
+    """
+    batch_size, views = clips.shape[:2]
+    with autocast(clips.device, precision):
+        out = model(as_model_input(clips.flatten(0, 1), channels_last))  # [B * V, ...]
+    probs = out.logits.float().softmax(dim=1).view(batch_size, views, -1)
+    gates = None
+    if out.routing is not None:
+        gates = out.routing.gates.float().view(batch_size, views, -1).mean(dim=1)
+    return ViewPredictions(probs, gates)

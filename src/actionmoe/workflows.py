@@ -1,0 +1,86 @@
+"""The whole jobs that the command line runs, as library calls with the same behaviour.
+
+run_training(config)   train one split (resuming), then evaluate the best checkpoint on its test split
+run_demo(config, out)  synthesise archives -> acquire them like HMDB51 -> extract -> cache -> train -> test
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_archive_specs, read_checksum_file
+from actionmoe.acquire.synthetic import write_synthetic_hmdb51
+from actionmoe.config import Config, save_config
+from actionmoe.data.builders import build_splits, run_cache_build
+from actionmoe.data.splits import summarize
+from actionmoe.engine.distributed import is_main_process
+from actionmoe.engine.run import train_model
+from actionmoe.evaluation.evaluate import EvaluationOptions
+from actionmoe.evaluation.reports import evaluate_into, evaluation_is_complete
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    run_dir: Path
+    trained: bool  # False: the folder already held a finished run
+    message: str
+    test_metrics: dict | None  # the best checkpoint on the test split (None on ranks other than 0)
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.run_dir / "evaluation"
+
+
+def run_training(config: Config, out: Path | None = None, force: bool = False) -> TrainingOutcome:
+    """Train ``config`` (resuming from ``out/last.safetensors`` unless ``force``), then test the best checkpoint.
+
+    The test evaluation is redone when this call trained, and completed when an earlier one was
+    interrupted before its evaluation was whole.
+    """
+    result = train_model(config, out, force)
+    if not is_main_process():
+        return TrainingOutcome(result.run_dir, result.trained, result.message, None)
+    evaluation = result.run_dir / "evaluation"
+    if result.trained or not evaluation_is_complete(evaluation):
+        options = EvaluationOptions(device=config.train.device, num_workers=config.data.num_workers)
+        metrics = evaluate_into(result.run_dir / "best.safetensors", evaluation, options)
+    else:
+        metrics = json.loads((evaluation / "metrics.json").read_text())
+    return TrainingOutcome(result.run_dir, result.trained, result.message, metrics)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out: Path
+    dataset_root: Path
+    summary: dict  # data.splits.summarize of the demo split
+    training: TrainingOutcome
+
+
+def run_demo(config: Config, out: Path) -> DemoResult:
+    """The offline demo: the same path as a real HMDB51 run, on the built-in synthetic dataset."""
+    out.mkdir(parents=True, exist_ok=True)
+    root = acquire_demo_dataset(config, out)
+    config = replace(config, data=replace(config.data, root=str(root)))
+    save_config(config, out / "config.json")
+    summary = summarize(build_splits(config.data))
+    cache, report = run_cache_build(config.data)
+    log.info("clip cache %s: %d videos built now, %d before", cache.folder, report.built, report.already)
+    return DemoResult(out, root, summary, run_training(config, out / "run"))
+
+
+def acquire_demo_dataset(config: Config, out: Path) -> Path:
+    """Write the synthetic archives (once) and acquire them exactly as real HMDB51 archives."""
+    archives = out / "archives"
+    if not (archives / "checksums.md5").is_file():
+        log.info("writing the synthetic motion dataset to %s", archives)
+        write_synthetic_hmdb51(archives, config.synth)
+    videos, splits = build_archive_specs(config.download, read_checksum_file(archives / "checksums.md5"))
+    result = acquire_hmdb51(out / "hmdb51", videos, splits, archives_dir=archives)
+    log.info(result.message)
+    return result.root
