@@ -1,5 +1,6 @@
 """The command line end to end: synth -> download (loopback mirror or local archives) -> extract -> summary."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from actionmoe.cli import main
+from actionmoe.cli import build_parser, main
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -42,6 +43,10 @@ def test_download_from_loopback_mirror_then_summary(capsys, tiny_archives, http_
         str(tiny_archives / "checksums.md5"),
         "--set",
         "download.backoff_s=0.01",
+        "--set",
+        "download.videos_members=0",
+        "--set",
+        "download.splits_members=0",
     ]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
@@ -75,6 +80,10 @@ def test_wrong_checksum_is_one_line_and_nothing_is_kept(capsys, tiny_archives, h
         f"{http_server.url}/m",
         "--set",
         "download.backoff_s=0.01",
+        "--set",
+        "download.videos_members=0",
+        "--set",
+        "download.splits_members=0",
     )  # default MD5 is the real release's
     assert code == 1
     assert err.count("\n") == 1 and "does not match the expected 15e67781e70dcfbdce2d7dbb9b3344b5" in err
@@ -176,3 +185,34 @@ def test_synth_command(capsys, tmp_path):
     assert code == 0 and Path(out.split()[0]).name == "hmdb51_org.rar"
     code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path), "--size", "big")
     assert code == 2 and "--size must look like" in err
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
+
+
+def test_every_option_of_every_command_has_help_text():
+    missing = [
+        f"{parser.prog} {action.dest}"
+        for parser in _all_parsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction | argparse._HelpAction) and not action.help
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize(("flags", "shown"), [([], {"INFO", "WARNING"}), (["-q"], {"WARNING"}), (["-v"], {"DEBUG"})])
+def test_verbosity_flags(tmp_path, flags, shown):
+    script = (
+        "import logging, sys; from actionmoe.cli import main; "
+        "log = logging.getLogger('actionmoe.test'); "
+        "main([*sys.argv[1:], 'info', '--json']); "
+        "log.debug('DEBUG'); log.info('INFO'); log.warning('WARNING')"
+    )
+    result = subprocess.run([sys.executable, "-c", script, *flags], capture_output=True, text=True, check=True)
+    seen = {word for word in ("DEBUG", "INFO", "WARNING") if f": {word}" in result.stderr}
+    assert shown <= seen and (flags != ["-q"] or seen == {"WARNING"})

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,3 +214,28 @@ def test_unreadable_permission_is_reported(good_videos, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores chmod, so fake the answer
     with pytest.raises(VideoDecodeError, match="permission denied"):
         check_readable(good_videos[0])
+
+
+@pytest.mark.slow
+def test_process_pools_work_under_spawn(good_videos, corrupt_videos, tmp_path):
+    """macOS, Windows and Python 3.14 start workers with spawn/forkserver: nothing may rely on fork."""
+    script = f"""
+import multiprocessing, sys
+from pathlib import Path
+from actionmoe.data.cache import CacheSpec, create_cache, fill_cache
+from actionmoe.data.scan import scan_videos
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")
+    videos = [Path(p) for p in {[str(p) for p in good_videos[:3]] + [str(corrupt_videos["text.mp4"])]!r}]
+    results = scan_videos(videos, "opencv", 4, workers=2)
+    assert [r.ok for r in results] == [True, True, True, False], results
+    root = videos[0].parent
+    cache = create_cache(Path({str(tmp_path / "cache")!r}), root, CacheSpec(8, 32, 40, "opencv"), videos[:3])
+    report = fill_cache(cache, videos[:3], workers=2)
+    assert report.built == 3 and not report.failed, report
+    print("spawn ok")
+"""
+    (tmp_path / "spawned.py").write_text(script)
+    result = subprocess.run([sys.executable, str(tmp_path / "spawned.py")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "spawn ok" in result.stdout, result.stderr
