@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +20,21 @@ TINY_SYNTH = SynthConfig(classes=3, videos_per_class=5, frames=8, width=48, heig
 
 @dataclass
 class LoopbackServer:
-    """Serves ``files`` (URL path -> bytes) with Range support; paths in ``cut_once`` drop mid-body once."""
+    """Serves ``files`` (URL path -> bytes) with Range support, and misbehaves on request.
+
+    ``cut_once``: drop the connection half-way through the body, once. ``etags``: an ETag header
+    per path. ``wrong_range``: answer a Range request with a 206 whose Content-Range starts at 0
+    (and send the whole body). ``trickle``: send the body one byte at a time, ``trickle_delay_s``
+    apart. Every request is logged as (path, Range header, status).
+    """
 
     url: str
     files: dict[str, bytes] = field(default_factory=dict)
     cut_once: set[str] = field(default_factory=set)
+    etags: dict[str, str] = field(default_factory=dict)
+    wrong_range: set[str] = field(default_factory=set)
+    trickle: set[str] = field(default_factory=set)
+    trickle_delay_s: float = 0.05
     requests: list[tuple[str, str | None, int]] = field(default_factory=list)
 
 
@@ -40,20 +51,34 @@ def loopback_handler(server_state: LoopbackServer):
                 self.send_error(404)
                 return
             start = int(range_header.removeprefix("bytes=").split("-")[0]) if range_header else 0
+            if self.path in server_state.wrong_range:
+                start = 0
             status = 206 if range_header else 200
             server_state.requests.append((self.path, range_header, status))
             self.send_response(status)
             self.send_header("Content-Length", str(len(body) - start))
+            if self.path in server_state.etags:
+                self.send_header("ETag", server_state.etags[self.path])
             if range_header:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             self.end_headers()
+            self._body(body[start:])
+
+        def _body(self, payload: bytes) -> None:
             if self.path in server_state.cut_once:
                 server_state.cut_once.discard(self.path)
-                self.wfile.write(body[start : start + (len(body) - start) // 2])
+                self.wfile.write(payload[: len(payload) // 2])
                 self.wfile.flush()
                 self.close_connection = True
                 return
-            self.wfile.write(body[start:])
+            if self.path in server_state.trickle:
+                for index in range(min(len(payload), 400)):  # bounded: the client gives up long before
+                    self.wfile.write(payload[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(server_state.trickle_delay_s)
+                self.close_connection = True
+                return
+            self.wfile.write(payload)
 
     return Handler
 

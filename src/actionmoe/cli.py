@@ -217,6 +217,11 @@ def _add_download(commands) -> None:
     )
     download.add_argument("--archives", type=Path, help="folder with local copies of both archives")
     download.add_argument("--checksums", type=Path, help="md5sum-style file overriding the expected MD5s")
+    download.add_argument(
+        "--splits",
+        choices=["download", "builtin"],
+        help="builtin: use the official split files shipped with actionmoe, skip the split archive",
+    )
     _add_config_args(download)
     download.set_defaults(handler=cmd_download)
 
@@ -324,20 +329,11 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from actionmoe.acquire.download import RetryPolicy
-    from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_archive_specs, read_checksum_file
+    from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_source, read_checksum_file
 
-    config = resolve_config(args, **{"download.mirrors": args.mirror or None})
-    spec = config.download
-    videos, splits = build_archive_specs(spec, read_checksum_file(args.checksums) if args.checksums else {})
-    result = acquire_hmdb51(
-        args.root,
-        videos,
-        splits,
-        mirrors=spec.mirrors,
-        archives_dir=args.archives,
-        policy=RetryPolicy(spec.retries, spec.backoff_s, spec.timeout_s),
-    )
+    config = resolve_config(args, **{"download.mirrors": args.mirror or None, "download.splits": args.splits})
+    checksums = read_checksum_file(args.checksums) if args.checksums else {}
+    result = acquire_hmdb51(args.root, build_source(config.download, checksums), args.archives)
     print(result.message)
     return 0
 

@@ -35,12 +35,24 @@ class DownloadConfig:
     splits_archive: str = "test_train_splits.rar"
     videos_md5: str = ""  # unknown for the original release: size and RAR integrity are checked instead
     splits_md5: str = "15e67781e70dcfbdce2d7dbb9b3344b5"
+    videos_members: int = 51  # class archives inside the video archive; 0 = do not check
+    splits_members: int = 153  # split files inside the split archive; 0 = do not check
+    splits: Literal["download", "builtin"] = "download"  # builtin: the official split files shipped in the package
     retries: int = 4
     backoff_s: float = 1.0
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # a server silent this long fails the attempt
+    deadline_s: float = 21600.0  # a whole file must arrive within this (6 h)
+    min_bytes_per_s: float = 10000.0  # slower than this over stall_window_s: the transfer is stuck
+    stall_window_s: float = 60.0
+    max_extract_gb: float = 0.0  # what one archive may write; 0 = the free disk space less a margin
+    max_compression_ratio: float = 100.0  # declared size / archive size above this is refused (bombs)
 
     def __post_init__(self) -> None:
         _require(self.retries >= 0, "download.retries", "must be 0 or more")
+        for key in ("videos_members", "splits_members", "min_bytes_per_s", "max_extract_gb"):
+            _require(getattr(self, key) >= 0, f"download.{key}", "must be 0 or more")
+        for key in ("deadline_s", "stall_window_s", "max_compression_ratio"):
+            _require(getattr(self, key) > 0, f"download.{key}", "must be positive")
         _require(self.backoff_s >= 0, "download.backoff_s", "must be 0 or more")
         _require(self.timeout_s > 0, "download.timeout_s", "must be positive")
         for key in ("videos_md5", "splits_md5"):

@@ -48,7 +48,8 @@ def write_atomically(path: Path, payload: bytes | str | Callable[[Path], None]) 
     except OSError as exc:
         raise OutputError(f"cannot write {path} ({exc.strerror or exc}); nothing was changed") from exc
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
     return path
 
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_archive_specs, read_checksum_file
+from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_source, read_checksum_file
 from actionmoe.acquire.synthetic import write_synthetic_hmdb51
 from actionmoe.config import Config, save_config
 from actionmoe.data.builders import build_splits, run_cache_build
@@ -80,7 +80,7 @@ def acquire_demo_dataset(config: Config, out: Path) -> Path:
     if not (archives / "checksums.md5").is_file():
         log.info("writing the synthetic motion dataset to %s", archives)
         write_synthetic_hmdb51(archives, config.synth)
-    videos, splits = build_archive_specs(config.download, read_checksum_file(archives / "checksums.md5"))
-    result = acquire_hmdb51(out / "hmdb51", videos, splits, archives_dir=archives)
+    source = build_source(config.download, read_checksum_file(archives / "checksums.md5"))
+    result = acquire_hmdb51(out / "hmdb51", source, archives)
     log.info(result.message)
     return result.root

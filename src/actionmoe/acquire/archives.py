@@ -86,14 +86,104 @@ def check_links(root: Path) -> None:
                 )
 
 
-def extract_archive(archive: Path, dest: Path) -> Path:
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    size: int  # declared uncompressed size in bytes (0 for folders)
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """What one archive may write: a byte budget and a cap on the compression ratio.
+
+    ``max_bytes`` 0 means the free space of the target's disk minus ``margin_bytes``. The ratio
+    (declared bytes / archive bytes) catches decompression bombs: video barely compresses, so an
+    HMDB51 archive is close to 1, and even its split text files stay far below the default cap.
+    """
+
+    max_bytes: int = 0
+    max_ratio: float = 100.0
+    margin_bytes: int = 64 << 20
+
+
+def list_entries(archive: Path) -> list[Entry]:
+    """Every entry of ``archive`` with its declared size, read from the archive's headers.
+
+    Raises:
+        ArchiveError: the archive is corrupt, truncated or of an unsupported kind.
+    """
+    kind = archive_kind(archive)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                return [Entry(info.filename, info.file_size) for info in zf.infolist()]
+        if kind == "tar":
+            with tarfile.open(archive) as tf:
+                return [Entry(member.name, member.size) for member in tf.getmembers()]
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveError(f"{archive} is a corrupt or truncated {kind.upper()} archive: {exc}") from exc
+    return _list_rar(archive)
+
+
+def _list_rar(archive: Path) -> list[Entry]:
+    failures = []
+    if _rars_available():
+        import rars
+
+        try:
+            return [Entry(info.filename, int(info.file_size)) for info in rars.RarFile(str(archive)).infolist()]
+        except (rars.Error, OSError, ValueError) as exc:
+            failures.append(f"rars: {exc}")
+    if _libarchive_available():
+        import libarchive
+
+        try:
+            with libarchive.file_reader(str(archive)) as entries:
+                return [Entry(entry.pathname, int(entry.size or 0)) for entry in entries]
+        except libarchive.ArchiveError as exc:
+            failures.append(f"libarchive: {exc}")
+    raise ArchiveError(f"{archive} could not be extracted; it may be corrupt or truncated ({'; '.join(failures)})")
+
+
+def check_limits(archive: Path, entries: list[Entry], folder: Path, limits: ExtractionLimits) -> None:
+    """Refuse, before writing anything, an archive that would write more than ``limits`` allow.
+
+    Raises:
+        ArchiveError: naming the declared size, the budget, and the setting that changes it.
+    """
+    declared = sum(entry.size for entry in entries)
+    packed = max(1, archive.stat().st_size)
+    if declared / packed > limits.max_ratio:
+        raise ArchiveError(
+            f"{archive} declares {_size(declared)} of content in {_size(packed)} (compression ratio "
+            f"{declared / packed:.0f} > {limits.max_ratio:g}); refusing to extract a possible decompression bomb "
+            "(download.max_compression_ratio raises the cap)"
+        )
+    budget = limits.max_bytes or shutil.disk_usage(folder).free - limits.margin_bytes
+    if declared > budget:
+        raise ArchiveError(
+            f"extracting {archive} would write {_size(declared)} but only {_size(max(budget, 0))} may be written "
+            f"to {folder} (free disk space less a margin, or download.max_extract_gb); free space or choose another "
+            "--root"
+        )
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
+
+
+def extract_archive(archive: Path, dest: Path, limits: ExtractionLimits = ExtractionLimits()) -> Path:
     """Extract ``archive`` so that ``dest`` appears complete or not at all.
 
     Raises:
-        ArchiveError: corrupt, truncated, unsupported or unsafe archive; ``dest`` already exists.
+        ArchiveError: corrupt, truncated, unsupported, unsafe or oversized archive; ``dest`` already exists.
     """
     with staging_folder(dest) as staging:
-        extract_into(archive, staging)
+        extract_into(archive, staging, limits)
     return dest
 
 
@@ -114,9 +204,10 @@ def staging_folder(dest: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def extract_into(archive: Path, folder: Path) -> None:
-    """Extract every entry of ``archive`` into the existing, empty ``folder``."""
+def extract_into(archive: Path, folder: Path, limits: ExtractionLimits = ExtractionLimits()) -> None:
+    """Extract every entry of ``archive`` into the existing, empty ``folder``, within ``limits``."""
     kind = archive_kind(archive)
+    check_limits(archive, list_entries(archive), folder, limits)
     if kind == "zip":
         _extract_zip(archive, folder)
     elif kind == "tar":
@@ -298,7 +389,7 @@ def _run_tool(command: list[str]) -> str:
     return result.stdout
 
 
-def extract_nested_rar(outer: Path, dest: Path) -> list[str]:
+def extract_nested_rar(outer: Path, dest: Path, limits: ExtractionLimits = ExtractionLimits()) -> list[str]:
     """Extract a RAR of per-class RARs (HMDB51's ``hmdb51_org.rar``) into ``dest/<class>/``.
 
     The outer archive is unpacked into a private scratch folder beside ``dest`` and each class
@@ -313,10 +404,10 @@ def extract_nested_rar(outer: Path, dest: Path) -> list[str]:
     with staging_folder(dest) as staging:
         scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.outer-", dir=dest.parent))
         try:
-            extract_into(outer, scratch)
+            extract_into(outer, scratch, limits)
             inner_archives = _class_archives(outer, scratch)
             for inner in tqdm(inner_archives, desc="classes", unit="archive", disable=None, leave=False):
-                _extract_class_archive(inner, staging)
+                _extract_class_archive(inner, staging, limits)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         classes = sorted(p.name for p in staging.iterdir() if p.is_dir())
@@ -340,11 +431,11 @@ def _class_archives(outer: Path, scratch: Path) -> list[Path]:
     return inner_archives
 
 
-def _extract_class_archive(inner: Path, staging: Path) -> None:
+def _extract_class_archive(inner: Path, staging: Path, limits: ExtractionLimits) -> None:
     """Extract one class archive; its files end up under ``staging/<archive stem>/``."""
     scratch = Path(tempfile.mkdtemp(prefix=".class-", dir=staging))
     try:
-        extract_into(inner, scratch)
+        extract_into(inner, scratch, limits)
         children = list(scratch.iterdir())
         if len(children) == 1 and children[0].is_dir() and children[0].name == inner.stem:
             os.replace(children[0], staging / inner.stem)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from actionmoe.acquire.download import file_md5
 from actionmoe.config import SynthConfig
 from actionmoe.data.decode import write_video
+from actionmoe.files import ensure_writable
 
 ARCHIVE_MTIME = 1_381_000_000  # fixed, so archives are byte-identical for a seed
 TRAIN_FRACTION = 0.7
@@ -190,7 +191,7 @@ def render_video(motion: str, rng: np.random.Generator, frames: int, height: int
 def write_synthetic_hmdb51(out: Path, spec: SynthConfig) -> dict[str, Path]:
     """Write both archives and ``checksums.md5`` into ``out``; returns {file name: path}."""
     classes = synthetic_class_names(spec.classes)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out, "--out")
     with tempfile.TemporaryDirectory(dir=out, prefix=".synth-") as scratch:
         videos = _write_videos(Path(scratch), classes, spec)
         files = {

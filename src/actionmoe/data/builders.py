@@ -14,6 +14,7 @@ from actionmoe.data.decode import get_reader
 from actionmoe.data.splits import DatasetSplits, SplitOptions, load_splits
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.errors import CacheError, UsageError
+from actionmoe.files import ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def run_cache_build(
         raise UsageError("data.cache is off; set it to auto or a folder to build a cache")
     root = Path(data.root)
     spec = build_cache_spec(data)
+    ensure_writable(folder, "data.cache folder")
     if rebuild and folder.exists():
         for name in ("manifest.json", "frames.u8", "status.u8", "failures.jsonl"):
             (folder / name).unlink(missing_ok=True)

@@ -54,6 +54,34 @@ def check_readable(path: Path) -> None:
         raise VideoDecodeError(f"{path}: empty file (0 bytes)")
 
 
+# FFmpeg demuxers that turn files which are not videos into frames: text (tty renders .txt/.ans/.nfo
+# files as ANSI art) and still images (image2 and the *_pipe image demuxers).
+NOT_VIDEO_DEMUXERS = ("tty", "image2", "image2pipe")
+NOT_VIDEO_CODECS = ("ansi", "text", "subrip", "ass")
+
+
+def check_is_video(path: Path) -> None:
+    """Refuse a file that FFmpeg would only turn into frames by rendering text or a still image.
+
+    The container is probed with PyAV (headers only). Files PyAV cannot open at all are left to
+    the reader, which reports its own reason; without PyAV the check is skipped.
+    """
+    try:
+        import av
+    except ImportError:
+        return
+    try:
+        with av.open(str(path)) as container:
+            demuxer = container.format.name
+            codecs = [stream.codec_context.name for stream in container.streams.video]
+    except (av.FFmpegError, OSError, ValueError):
+        return
+    if demuxer in NOT_VIDEO_DEMUXERS or demuxer.endswith("_pipe"):
+        raise VideoDecodeError(f"{path}: not a video (FFmpeg reads it as {demuxer!r}: text or a still image)")
+    if not codecs or all(codec in NOT_VIDEO_CODECS for codec in codecs):
+        raise VideoDecodeError(f"{path}: not a video (no video stream, only {codecs or 'other streams'})")
+
+
 def resize_frame(frame: np.ndarray, size: Size | None) -> np.ndarray:
     """Resize one [H, W, 3] uint8 frame to ``size`` (area filter when shrinking, bilinear otherwise)."""
     if size is None or frame.shape[:2] == tuple(size):
@@ -248,6 +276,7 @@ def read_clip(reader: VideoReader, path: Path, sample: Callable[[int], np.ndarra
         DecodedClip whose ``frames`` has exactly ``len(sample(n))`` frames.
     """
     check_readable(path)
+    check_is_video(path)
     count = reader.frame_count(path)
     if count <= 0:  # no usable header: read to the end once to count
         count = reader.read(path, np.array([np.iinfo(np.int32).max]), size).num_frames

@@ -19,7 +19,7 @@ import numpy as np
 
 from actionmoe.errors import DatasetError
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".gif")  # GIF: animated
 HMDB51_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
 HMDB51_IDS = {"0": None, "1": "train", "2": "test"}
 
@@ -156,6 +156,40 @@ def parse_hmdb51_split_file(path: Path) -> list[tuple[str, str | None]]:
         seen.add(parts[0])
         entries.append((parts[0], HMDB51_IDS[parts[1]]))
     return entries
+
+
+def hmdb51_assignments(split_dir: Path) -> dict[tuple[int, str, str], str | None]:
+    """(split, class, video) -> 'train' | 'test' | None for every line of every split file in ``split_dir``."""
+    assignments = {}
+    for name in hmdb51_class_names(split_dir):
+        for split in (1, 2, 3):
+            for video, subset in parse_hmdb51_split_file(split_dir / f"{name}_test_split{split}.txt"):
+                assignments[(split, name, video)] = subset
+    return assignments
+
+
+def differences_from_builtin(split_dir: Path) -> list[str] | None:
+    """How the split files in ``split_dir`` differ from the official ones shipped in the package.
+
+    Returns None when ``split_dir`` is not HMDB51's (other class names, e.g. the synthetic
+    dataset). A video the shipped files do not list must be unused (0) in every split: they name
+    the 6,371 videos used in some split, not all 6,766.
+    """
+    builtin_dir = builtin_hmdb51_split_dir()
+    if hmdb51_class_names(split_dir) != hmdb51_class_names(builtin_dir):
+        return None
+    found, official = hmdb51_assignments(split_dir), hmdb51_assignments(builtin_dir)
+    problems = [
+        f"split {s} {c}/{v}: {found.get((s, c, v)) or 'absent or unused'} instead of {subset}"
+        for (s, c, v), subset in sorted(official.items())
+        if found.get((s, c, v)) != subset
+    ]
+    problems += [
+        f"split {s} {c}/{v}: {subset} but unused in the official files"
+        for (s, c, v), subset in sorted(found.items())
+        if subset and (s, c, v) not in official
+    ]
+    return problems
 
 
 def _read_hmdb51(root: Path, options: SplitOptions):
