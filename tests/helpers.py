@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,3 +119,105 @@ def cli_args(root: Path, out: Path, *extra: str) -> list[str]:
 def epochs_logged(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@dataclass
+class HubServer:
+    """A loopback stand-in for the Hugging Face Hub, answering what ``snapshot_download`` asks of a dataset.
+
+    Endpoints emulated (huggingface_hub 2.4, the version requirements/lock.txt pins):
+
+    - ``GET /api/datasets/{repo}/revision/{revision}``: repository info, ``sha`` and ``siblings``;
+    - ``GET /api/datasets/{repo}/tree/{sha}?recursive=true``: the file listing (paths and sizes);
+    - ``HEAD`` and ``GET /datasets/{repo}/resolve/{sha}/{path}``: file metadata (ETag, X-Repo-Commit,
+      Content-Length) and bytes, with Range requests answered by 206.
+
+    An unknown repository or file is a 404. ``cut_once`` paths drop the connection half-way once.
+    Every request is logged as (method, path, Range header, Authorization header).
+    """
+
+    url: str = ""
+    repo_id: str = "test/hmdb51-tiny"
+    sha: str = "0123456789abcdef0123456789abcdef01234567"
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_once: set[str] = field(default_factory=set)
+    requests: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+
+    def downloads(self, name: str) -> list[str | None]:
+        """The Range header of every GET of file ``name``."""
+        return [r[2] for r in self.requests if r[0] == "GET" and r[1].endswith(f"/resolve/{self.sha}/{name}")]
+
+
+def hub_handler(hub: HubServer):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
+            hub.requests.append((self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
+            api, files = f"/api/datasets/{hub.repo_id}/", f"/datasets/{hub.repo_id}/resolve/"
+            if path.startswith(api + "revision/"):
+                self._json({"id": hub.repo_id, "sha": hub.sha, "siblings": [{"rfilename": f} for f in hub.files]})
+            elif path.startswith(api + "tree/"):
+                listing = [
+                    {"type": "file", "path": name, "size": len(body), "oid": hashlib.sha1(body).hexdigest()}
+                    for name, body in sorted(hub.files.items())
+                ]
+                self._json(listing)
+            elif path.startswith(files) and path[len(files) :].partition("/")[2] in hub.files:
+                self._file(path[len(files) :].partition("/")[2])
+            else:
+                self._json({"error": f"{path} not found"}, 404)
+
+        def _json(self, value, status: int = 200) -> None:
+            body = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _file(self, name: str) -> None:
+            body = hub.files[name]
+            range_header = self.headers.get("Range")
+            start = int(range_header.removeprefix("bytes=").split("-")[0]) if range_header else 0
+            self.send_response(206 if range_header else 200)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.send_header("ETag", f'"{hashlib.sha1(body).hexdigest()}"')
+            self.send_header("X-Repo-Commit", hub.sha)
+            if range_header:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            if name in hub.cut_once:
+                hub.cut_once.discard(name)
+                self.wfile.write(body[start : start + (len(body) - start) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body[start:])
+
+    return Handler
+
+
+def hub_files_from_dataset(root: Path) -> dict[str, bytes]:
+    """An extracted HMDB51-layout root as Hub files: ``Videos/<class>/<video>`` and ``metadata_split{N}.jsonl``."""
+    from actionmoe.data.splits import find_hmdb51_split_dir, hmdb51_class_names, parse_hmdb51_split_file
+
+    split_dir = find_hmdb51_split_dir(root)
+    files = {f"Videos/{p.parent.name}/{p.name}": p.read_bytes() for p in sorted((root / "videos").glob("*/*"))}
+    for split in (1, 2, 3):
+        lines = []
+        for name in hmdb51_class_names(split_dir):
+            for video, subset in parse_hmdb51_split_file(split_dir / f"{name}_test_split{split}.txt"):
+                code = {"train": 1, "test": 2, None: 0}[subset]
+                lines.append(json.dumps({"video_path": f"Videos/{name}/{video}", "label": name, "subset": code}))
+        files[f"metadata_split{split}.jsonl"] = ("\n".join(lines) + "\n").encode()
+    files["webdataset/train-000.tar"] = b"shards are not fetched"
+    return files

@@ -218,6 +218,16 @@ def _add_download(commands) -> None:
     download.add_argument("--archives", type=Path, help="folder with local copies of both archives")
     download.add_argument("--checksums", type=Path, help="md5sum-style file overriding the expected MD5s")
     download.add_argument(
+        "--source",
+        default="rar",
+        metavar="rar|hf[:REPO[@REVISION]]",
+        help="rar: the original archives from --mirror or --archives (default); hf: the Hugging Face Hub copy "
+        "(default repository CVML-TueAI/HMDB51; needs the 'hub' extra)",
+    )
+    download.add_argument(
+        "--on-missing", choices=["error", "skip"], help="what a video the metadata names but lacks does (--source hf)"
+    )
+    download.add_argument(
         "--splits",
         choices=["download", "builtin"],
         help="builtin: use the official split files shipped with actionmoe, skip the split archive",
@@ -228,7 +238,9 @@ def _add_download(commands) -> None:
 
 def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, required=True, help="dataset root (data.root)")
-    parser.add_argument("--dataset", choices=["hmdb51", "ucf101", "folder"], help="layout of the root (data.dataset)")
+    parser.add_argument(
+        "--dataset", choices=["hmdb51", "hmdb51_jsonl", "ucf101", "folder"], help="layout of the root (data.dataset)"
+    )
     parser.add_argument("--split", type=int, help="split 1, 2 or 3 (data.split)")
     parser.add_argument("--on-missing", choices=["error", "skip"], help="what a listed but absent video does")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -331,6 +343,13 @@ def _parse_size(text: str) -> tuple[int, int]:
 def cmd_download(args: argparse.Namespace) -> int:
     from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_source, read_checksum_file
 
+    if args.source != "rar":
+        from actionmoe.acquire.hub import acquire_from_hub, parse_hub_source
+
+        source = parse_hub_source(args.source)
+        config = resolve_config(args, **{"data.on_missing": args.on_missing})
+        print(acquire_from_hub(args.root, source, config.data.on_missing).message)
+        return 0
     config = resolve_config(args, **{"download.mirrors": args.mirror or None, "download.splits": args.splits})
     checksums = read_checksum_file(args.checksums) if args.checksums else {}
     result = acquire_hmdb51(args.root, build_source(config.download, checksums), args.archives)

@@ -68,7 +68,7 @@ class DownloadConfig:
 class DataConfig:
     """Which dataset, which split, and how clips are made from it."""
 
-    dataset: Literal["hmdb51", "ucf101", "folder"] = "hmdb51"
+    dataset: Literal["hmdb51", "hmdb51_jsonl", "ucf101", "folder"] = "hmdb51"  # hmdb51 reads either HMDB51 layout
     root: str = "data/hmdb51"
     split: int = 1
     val_fraction: float = 0.1

@@ -17,6 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from actionmoe.data.metadata_jsonl import (
+    MetadataRecord,
+    has_metadata_layout,
+    metadata_file,
+    official_mismatches,
+    parse_metadata_file,
+)
 from actionmoe.errors import DatasetError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".gif")  # GIF: animated
@@ -57,6 +64,7 @@ def load_splits(dataset: str, root: Path, options: SplitOptions = SplitOptions()
     """Read the records of ``options.split`` for ``dataset`` ('hmdb51', 'ucf101' or 'folder')."""
     readers: dict[str, Callable[[Path, SplitOptions], tuple[tuple[str, ...], list, list]]] = {
         "hmdb51": _read_hmdb51,
+        "hmdb51_jsonl": _read_hmdb51_jsonl,
         "ucf101": _read_ucf101,
         "folder": _read_folder,
     }
@@ -193,6 +201,8 @@ def differences_from_builtin(split_dir: Path) -> list[str] | None:
 
 
 def _read_hmdb51(root: Path, options: SplitOptions):
+    if has_metadata_layout(root) and not _has_split_files(root):  # the Hub copy: same dataset, other layout
+        return _read_hmdb51_jsonl(root, options)
     split_dir = find_hmdb51_split_dir(root)
     classes = hmdb51_class_names(split_dir)
     video_root = find_class_folder_root(root, classes)
@@ -202,6 +212,50 @@ def _read_hmdb51(root: Path, options: SplitOptions):
             if subset:
                 subsets[subset].append(VideoRecord(video_root / name / video, label, name))
     return classes, subsets["train"], subsets["test"]
+
+
+def _has_split_files(root: Path) -> bool:
+    try:
+        find_hmdb51_split_dir(root)
+    except DatasetError:
+        return False
+    return True
+
+
+def _read_hmdb51_jsonl(root: Path, options: SplitOptions):
+    """The metadata-JSONL layout (see ``data.metadata_jsonl``), checked against the official split files."""
+    records = {split: parse_metadata_file(metadata_file(root, split)) for split in (1, 2, 3)}
+    check_against_official(records, root)
+    classes = tuple(sorted({record.label for record in records[1]}))
+    labels = {name: index for index, name in enumerate(classes)}
+    subsets: dict[str, list[VideoRecord]] = {"train": [], "test": []}
+    for record in records[options.split]:
+        if record.label not in labels:
+            raise DatasetError(
+                f"{metadata_file(root, options.split)}: label {record.label!r} is not in split 1's classes"
+            )
+        if record.subset:
+            subsets[record.subset].append(VideoRecord(root / record.video_path, labels[record.label], record.label))
+    return classes, subsets["train"], subsets["test"]
+
+
+def check_against_official(records: dict[int, list[MetadataRecord]], root: Path) -> None:
+    """HMDB51 records must assign every video as the official split files do (other datasets are not checked).
+
+    Raises:
+        DatasetError: with the number of disagreements and the first few.
+    """
+    official_dir = builtin_hmdb51_split_dir()
+    official_classes = set(hmdb51_class_names(official_dir))
+    labels = {record.label for split_records in records.values() for record in split_records}
+    if len(labels & official_classes) * 2 < len(labels):  # not HMDB51 (the synthetic dataset, another set)
+        return
+    problems = official_mismatches(records, hmdb51_assignments(official_dir))
+    if problems:
+        raise DatasetError(
+            f"the metadata files in {root} disagree with the official HMDB51 splits in "
+            f"{len(problems)} places (e.g. {'; '.join(problems[:2])})"
+        )
 
 
 def _read_ucf101(root: Path, options: SplitOptions):
