@@ -198,8 +198,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     accumulate: int = 1  # optimizer step every N batches
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA >= 8.0, fp16 below, fp32 on CPU
     channels_last: bool = True  # channels_last_3d on CUDA
+    activation_checkpointing: tuple[Literal["layer1", "layer2", "layer3", "layer4"], ...] = ()  # recompute in backward
     compile: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP

@@ -20,7 +20,7 @@ import torch
 from actionmoe.data.builders import build_preprocessing
 from actionmoe.data.dataset import load_views
 from actionmoe.data.decode import get_reader
-from actionmoe.engine.device import pick_device, resolve_precision
+from actionmoe.engine.device import inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.views import predict_views
 from actionmoe.errors import UsageError, VideoDecodeError
@@ -50,7 +50,7 @@ class Predictor:
         data = restored.config.data
         self.preprocessing = build_preprocessing(data)
         self.reader = get_reader(data.decoder)
-        self.precision = resolve_precision(restored.config.train.precision, device)
+        self.precision = inference_precision(restored.config.train.precision, device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:

@@ -9,7 +9,7 @@ from torch import nn
 
 from actionmoe.config import TrainConfig, load_config
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.engine.device import pick_device, resolve_precision
+from actionmoe.engine.device import inference_precision, pick_device
 from actionmoe.engine.distributed import DistContext
 from actionmoe.engine.metrics import Meter, topk_correct
 from actionmoe.engine.optim import build_optimizer, build_scheduler, cosine_with_warmup
@@ -59,8 +59,10 @@ def test_pick_device_with_cuda_checks_the_index(monkeypatch):
     assert pick_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(UsageError, match="cuda:2 does not exist; this machine has 2"):
         pick_device("cuda:2")
-    assert resolve_precision("auto", torch.device("cuda:0")) == "bf16"
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert inference_precision("auto", torch.device("cuda:0")) == "fp16"
+    assert inference_precision("bf16", torch.device("cuda:0")) == "fp16"  # a bf16 checkpoint on a T4
+    assert inference_precision("auto", torch.device("cpu")) == "fp32"
 
 
 def test_meter_sums_and_averages():

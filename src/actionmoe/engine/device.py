@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from actionmoe.config import DEVICE_PATTERN
 from actionmoe.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
@@ -32,16 +36,70 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(f"cuda:{index}")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA, fp32 elsewhere; other values as given (the config validated them)."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """The numeric format of a run: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + loss scaling)."""
+
+    precision: str
+    reason: str
+    warn: bool = False  # the choice works but is worth a warning (fp16 on a CPU)
+
+    @property
+    def uses_scaler(self) -> bool:
+        return self.precision == "fp16"
+
+
+def choose_precision(requested: str, device_type: str, capability: tuple[int, int] | None = None) -> PrecisionPolicy:
+    """The precision for ``requested`` (auto | fp32 | bf16 | fp16) on a device; a pure function.
+
+    ``auto``: bf16 where the GPU computes it natively (CUDA compute capability >= 8.0: A100, L4,
+    H100), fp16 with a GradScaler on older CUDA GPUs (P100 6.0, V100 7.0, T4 7.5), fp32 on a CPU.
+
+    Raises:
+        UsageError: bf16 asked for on a CUDA GPU without native bf16 (it would be emulated and slow).
+    """
+    if device_type != "cuda":
+        if requested == "fp16":
+            return PrecisionPolicy("fp16", "fp16 on the CPU as asked: emulated, slower than fp32", warn=True)
+        return PrecisionPolicy(
+            "fp32" if requested == "auto" else requested,
+            "CPU: fp32" if requested == "auto" else f"{requested} as configured",
+        )
+    native_bf16 = capability is not None and capability >= (8, 0)
+    cc = "unknown" if capability is None else f"{capability[0]}.{capability[1]}"
+    if requested == "auto":
+        if native_bf16:
+            return PrecisionPolicy("bf16", f"CUDA compute capability {cc} computes bf16 natively")
+        return PrecisionPolicy("fp16", f"CUDA compute capability {cc} has no native bf16: fp16 with loss scaling")
+    if requested == "bf16" and not native_bf16:
+        raise UsageError(
+            f"train.precision=bf16 but this GPU (compute capability {cc}) has no native bf16 and would "
+            "emulate it slowly; use train.precision=fp16 or auto"
+        )
+    return PrecisionPolicy(requested, f"{requested} as configured")
+
+
+def precision_policy(requested: str, device: torch.device) -> PrecisionPolicy:
+    """``choose_precision`` for a real device (reads the GPU's compute capability)."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return choose_precision(requested, device.type, capability)
+
+
+def inference_precision(requested: str, device: torch.device) -> str:
+    """The training policy for evaluation and prediction; a checkpoint's bf16 on a GPU without it falls back to auto."""
+    try:
+        return precision_policy(requested, device).precision
+    except UsageError as exc:
+        fallback = precision_policy("auto", device)
+        log.warning("%s; evaluating with %s instead (%s)", exc, fallback.precision, fallback.reason)
+        return fallback.precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """The autocast context of ``precision`` (none for fp32); the MoE router turns it off for itself."""
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
     return contextlib.nullcontext()
 
 

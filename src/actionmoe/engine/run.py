@@ -171,7 +171,12 @@ def _build_trainer(
     train = config.train
     torch.manual_seed(train.seed)
     loaders = _build_loaders(config, splits, context, device)
-    model = build_model(config.model, len(splits.classes), reduce=differentiable_sum if context.enabled else None)
+    model = build_model(
+        config.model,
+        len(splits.classes),
+        reduce=differentiable_sum if context.enabled else None,
+        checkpoint_stages=train.activation_checkpointing,
+    )
     if resume is not None:
         model.load_state_dict(resume.model)
     model = _wrap(model, config, device, context)
@@ -196,6 +201,8 @@ def _build_trainer(
         run_dir,
         run_metadata(config, splits.classes),
     )
+    if resume is not None and "grad_scaler" in resume.meta and trainer.scaler.is_enabled():
+        trainer.scaler.load_state_dict(resume.meta["grad_scaler"])
     return trainer, state
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from actionmoe.config import TrainConfig
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.checkpoint import Checkpoint, rng_state, save_checkpoint
-from actionmoe.engine.device import as_model_input, autocast, resolve_precision
+from actionmoe.engine.device import as_model_input, autocast, precision_policy
 from actionmoe.engine.distributed import DistContext, all_reduce_sum, broadcast_flag
 from actionmoe.engine.metrics import Meter, topk_correct
 from actionmoe.engine.views import predict_views
@@ -27,6 +27,8 @@ from actionmoe.errors import TrainingError
 from actionmoe.files import append_jsonl
 
 log = logging.getLogger(__name__)
+
+MIN_LOSS_SCALE = 1.0  # below this an fp16 run that skips every step has diverged (GradScaler starts at 2**16)
 
 
 @dataclass
@@ -78,7 +80,14 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.loaders, self.device, self.train_config, self.preprocessing = loaders, device, train, preprocessing
         self.context, self.run_dir, self.run_meta = context, run_dir, run_meta
-        self.precision = resolve_precision(train.precision, device)
+        self.policy = precision_policy(train.precision, device)
+        if context.is_main:
+            (log.warning if self.policy.warn else log.info)(
+                "precision %s: %s", self.policy.precision, self.policy.reason
+            )
+        self.precision = self.policy.precision
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.policy.uses_scaler)
+        self.compile_checked = not hasattr(model, "_orig_mod")  # a compiled model is checked at its first step
         self.augment_generator = torch.Generator()
         self.tensorboard = tensorboard_writer(run_dir / "tensorboard") if context.is_main else None
 
@@ -131,7 +140,17 @@ class Trainer:
                 f"no training clip could be decoded in epoch {epoch + 1} ({len(loader.failures)} unreadable videos); "
                 "run `actionmoe data scan` to list them"
             )
+        if self._loss_scale_collapsed(meter):
+            raise TrainingError(
+                f"every optimizer step of epoch {epoch + 1} overflowed in fp16 and the loss scale fell below "
+                f"{MIN_LOSS_SCALE}; use train.precision=fp32 (or bf16 on a GPU that has it) or lower train.lr"
+            )
         return self._epoch_summary(meter, time.perf_counter() - started, len(loader.failures))
+
+    def _loss_scale_collapsed(self, meter: Meter) -> bool:
+        """fp16 only: all steps skipped and the scale so small that the forward pass itself overflows."""
+        steps, skipped = meter.sums.get("steps", 0), meter.sums.get("skipped_steps", 0)
+        return self.scaler.is_enabled() and steps > 0 and skipped == steps and self.scaler.get_scale() < MIN_LOSS_SCALE
 
     def _epoch_summary(self, meter: Meter, seconds: float, skipped: int) -> dict:
         totals = meter.reduced(self.context)
@@ -146,6 +165,7 @@ class Trainer:
             "seconds": seconds,
             "expert_fraction": meter.vector_mean(),
             "skipped_videos": skipped,
+            "skipped_steps": int(totals.get("skipped_steps", 0)),  # fp16 steps the GradScaler skipped (inf/NaN)
         }
 
     def _freeze_bn_if_asked(self) -> None:
@@ -155,6 +175,7 @@ class Trainer:
                     module.eval()
 
     def train_step(self, batch: dict, step: int, steps: int, meter: Meter) -> None:
+        """One forward/backward (and, every ``accumulate`` batches, one optimizer step) on a loader batch."""
         clip = self.preprocessing.on_device(batch["clip"], self.device, True, self.augment_generator)
         clip = as_model_input(clip, self.train_config.channels_last)  # [B, C, T, H, W]
         labels = batch["label"].to(self.device)
@@ -163,23 +184,39 @@ class Trainer:
         sync = self.model.no_sync() if self.context.enabled and not boundary else contextlib.nullcontext()
         with sync:
             with autocast(self.device, self.precision):
-                out = self.model(clip)
+                out = self._forward(clip)
                 task = F.cross_entropy(out.logits.float(), labels, label_smoothing=self.train_config.label_smoothing)
                 loss = task + out.aux_loss
-            self._check_finite(loss, step)
-            (loss / accumulate).backward()
+            if not self.scaler.is_enabled():  # under fp16 an overflow is the GradScaler's to skip, not an error
+                self._check_finite(loss, step)
+            self.scaler.scale(loss / accumulate).backward()
         if boundary:
-            self._optimizer_step()
-        size = len(labels)
-        meter.add(
-            loss=loss.item() * size,
-            task_loss=task.item() * size,
-            aux_loss=float(out.aux_loss.detach()) * size,
-            correct=topk_correct(out.logits.detach(), labels, (1,))[0],
-            clips=size,
-        )
+            meter.add(steps=1, skipped_steps=float(self._optimizer_step()))
+        if torch.isfinite(loss):
+            size = len(labels)
+            meter.add(
+                loss=loss.item() * size,
+                task_loss=task.item() * size,
+                aux_loss=float(out.aux_loss.detach()) * size,
+                correct=topk_correct(out.logits.detach(), labels, (1,))[0],
+                clips=size,
+            )
         if out.routing is not None:
             meter.add_vector(out.routing.fraction_routed)
+
+    def _forward(self, clip: torch.Tensor):
+        """The model's forward; a compiled model that fails to compile at its first step falls back to eager, loudly."""
+        if self.compile_checked:
+            return self.model(clip)
+        try:
+            return self.model(clip)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            reason = str(exc).strip().splitlines()[0][:200]
+            log.warning("torch.compile failed (%s); training without compilation", reason)
+            self.model = self.model._orig_mod
+            return self.model(clip)
+        finally:
+            self.compile_checked = True
 
     def _check_finite(self, loss: torch.Tensor, step: int) -> None:
         bad = all_reduce_sum(torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0]), self.context)
@@ -189,13 +226,18 @@ class Trainer:
                 f"checkpoint in {self.run_dir} is kept. Lower train.lr or enable train.grad_clip"
             )
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self) -> bool:
+        """Clip, step, zero; True when the GradScaler skipped the step for inf/NaN gradients."""
         if self.train_config.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.grad_clip)
-        self.optimizer.step()
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.train_config.scheduler == "cosine":  # per step; plateau steps per epoch on validation
             self.scheduler.step()
+        return self.scaler.is_enabled() and self.scaler.get_scale() < scale
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict:
@@ -229,6 +271,8 @@ class Trainer:
             return
         model_state = unwrap_model(self.model).state_dict()
         meta = {**self.run_meta, **self.state_meta(state), "scheduler": self.scheduler.state_dict()}
+        if self.scaler.is_enabled():
+            meta["grad_scaler"] = self.scaler.state_dict()
         if improved:
             save_checkpoint(self.run_dir / "best.safetensors", Checkpoint(model_state, meta))
         full = Checkpoint(model_state, meta, self.optimizer.state_dict(), rng_state())

@@ -13,7 +13,7 @@ import torch
 from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.engine.device import pick_device, resolve_precision
+from actionmoe.engine.device import inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.views import predict_views
 from actionmoe.errors import CheckpointError, DatasetError, UsageError
@@ -86,7 +86,7 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
     loader = build_loader(
         build_dataset(data, splits, "test", build_cache(data)), options.batch_size, False, num_workers=data.num_workers
     )
-    precision = resolve_precision(restored.config.train.precision, device)
+    precision = inference_precision(restored.config.train.precision, device)
     predictions = predict_test_views(restored, loader, device, precision, build_preprocessing(data))
     if len(predictions.labels) == 0:
         raise DatasetError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from actionmoe.errors import ModelInputError, WeightsError
 
@@ -25,12 +26,17 @@ class R2Plus1DBackbone(nn.Module):
 
     Args:
         layer4_temporal_stride: False removes layer4's temporal stride (T/4 instead of T/8 out).
+        checkpoint_stages: stages whose activations are recomputed in the backward pass instead of
+            kept (activation checkpointing: less memory, about one more forward of those stages).
+            Their BatchNorm running statistics are updated twice per step, as in every
+            recompute-based checkpointing; gradients are unchanged.
     """
 
     out_channels = 512
 
-    def __init__(self, layer4_temporal_stride: bool = True) -> None:
+    def __init__(self, layer4_temporal_stride: bool = True, checkpoint_stages: tuple[str, ...] = ()) -> None:
         super().__init__()
+        self.checkpoint_stages = checkpoint_stages
         from torchvision.models.video import r2plus1d_18
 
         net = r2plus1d_18(weights=None)
@@ -53,7 +59,10 @@ class R2Plus1DBackbone(nn.Module):
         check_clip(clip)
         x = self.stem(clip)  # [B, 64, T, H/2, W/2]
         for name, stage in self.stages():
-            x = stage(x)
+            if name in self.checkpoint_stages and self.training and torch.is_grad_enabled():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
             if after_stage is not None and name in after_stage:
                 x = after_stage[name](x)
         return x

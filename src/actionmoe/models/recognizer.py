@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -56,13 +56,17 @@ class ActionRecognizer(nn.Module):
 
 
 def build_model(
-    config: ModelConfig, num_classes: int, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    config: ModelConfig,
+    num_classes: int,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    checkpoint_stages: Sequence[str] = (),
 ) -> ActionRecognizer:
     """The recognizer described by ``config``, with backbone weights loaded.
 
-    ``reduce`` sums the MoE balance statistics over ranks under distributed training.
+    ``reduce`` sums the MoE balance statistics over ranks under distributed training;
+    ``checkpoint_stages`` are recomputed in the backward pass instead of keeping their activations.
     """
-    backbone = R2Plus1DBackbone(config.layer4_temporal_stride)
+    backbone = R2Plus1DBackbone(config.layer4_temporal_stride, tuple(checkpoint_stages))
     load_backbone_weights(backbone, config.weights)
     motion = {
         stage: MotionDynamics(STAGE_CHANNELS[stage], config.motion_reduction, config.motion_fusion, stage)
