@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in (
         _add_info_and_demo,
+        _add_ablate,
         _add_config,
         _add_train,
         _add_evaluate,
@@ -87,6 +88,26 @@ def _add_info_and_demo(commands) -> None:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     _add_config_args(demo, default="demo")
     demo.set_defaults(handler=cmd_demo)
+
+
+def _add_ablate(commands) -> None:
+    ablate = commands.add_parser("ablate", help="train and test config variants over several seeds, then compare")
+    ablate.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+        help="a variant of the config (NAME= for the config as it is); repeatable",
+    )
+    ablate.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
+    ablate.add_argument("--out", type=Path, required=True, help="folder for the runs and ablation.md/json/png")
+    ablate.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="first write the config's synthetic dataset into OUT/hmdb51 and use it as data.root",
+    )
+    _add_config_args(ablate)
+    ablate.set_defaults(handler=cmd_ablate)
 
 
 def _add_config(commands) -> None:
@@ -178,6 +199,14 @@ def _add_bench(commands) -> None:
     bench_model.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_config_args(bench_model)
     bench_model.set_defaults(handler=cmd_bench_model)
+    bench_train = bench_commands.add_parser("train", help="end-to-end training clips/s from a clip cache vs the model")
+    bench_train.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    bench_train.add_argument("--videos", type=int, help="synthetic videos in the cache (default 48 CPU, 256 CUDA)")
+    bench_train.add_argument("--repeats", type=int, default=3, help="alternating timed blocks (default 3)")
+    bench_train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    bench_train.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_config_args(bench_train, default="hmdb51")
+    bench_train.set_defaults(handler=cmd_bench_train)
     bench.set_defaults(handler=lambda _: bench.print_help(sys.stderr) or 2)
 
 
@@ -479,6 +508,32 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     result = run_model_benchmark(config.model, args.device, args.repeats, compile_too=not args.no_compile)
     _print(result, args.json, format_model_benchmark(result))
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from actionmoe.bench.train import format_train_benchmark, run_train_benchmark
+
+    if args.videos is not None and args.videos < 1 or args.repeats < 1:
+        raise UsageError("--videos and --repeats must be at least 1")
+    result = run_train_benchmark(resolve_config(args).model, args.device, args.videos, args.repeats, args.compile)
+    _print(result, args.json, format_train_benchmark(result))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from actionmoe.ablation import ablation_markdown, parse_variant, run_ablation
+    from actionmoe.workflows import acquire_demo_dataset
+
+    if args.config is None:
+        raise UsageError("ablate needs --config (a TOML file or a built-in name such as motion12)")
+    variants = [parse_variant(text) for text in args.variant]
+    base = list(args.overrides)
+    if args.synthetic:
+        base.append(f"data.root={acquire_demo_dataset(resolve_config(args), args.out)}")
+    summary = run_ablation(args.config, variants, args.seeds, args.out, tuple(base))
+    print(ablation_markdown(summary), end="")
+    print(f"written: {args.out / 'ablation.md'}, ablation.json, ablation.png")
     return 0
 
 

@@ -92,6 +92,7 @@ def test_the_fp16_policy_puts_no_bf16_anywhere_in_the_step():
     assert dtypes["head.router.w_gate"] == torch.float32
 
 
+@pytest.mark.slow  # fp16 autocast on a CPU is emulated: about 5x slower than fp32 here
 def test_fp16_with_loss_scaling_trains_on_cpu_and_resume_restores_the_scale(dataset_root, tmp_path, caplog):
     run_dir = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="actionmoe"):

@@ -99,9 +99,11 @@ def measure(setting: Setting, config: ModelConfig, repeats: int) -> dict:
         "r2plus1d_18": _step_fn(_prepare(_plain_r2plus1d(), setting), clip, labels, setting),
         "actionmoe": _step_fn(_prepare(build_model(config, NUM_CLASSES), setting), clip, labels, setting),
     }
-    for step in steps.values():  # warm-up (and compilation)
+    peak = {}
+    for name, step in steps.items():  # warm-up (and compilation), then one step measured for memory
         step()
         step()
+        peak[name] = _peak_memory_mb(step, setting.device)
     best = {name: float("inf") for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
@@ -112,7 +114,19 @@ def measure(setting: Setting, config: ModelConfig, repeats: int) -> dict:
         "baseline_clips_per_s": rates["r2plus1d_18"],
         "model_clips_per_s": rates["actionmoe"],
         "overhead": rates["r2plus1d_18"] / rates["actionmoe"] - 1,
+        "peak_memory_mb_per_clip": None if peak["actionmoe"] is None else peak["actionmoe"] / setting.batch,
     }
+
+
+def _peak_memory_mb(step: Callable[[], None], device: str) -> float | None:
+    """CUDA: the most memory one training step allocated (torch.cuda.max_memory_allocated); CPU: not measured."""
+    if device == "cpu":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def run_model_benchmark(
@@ -130,5 +144,13 @@ def run_model_benchmark(
 def format_model_benchmark(result: dict) -> str:
     m = result["machine"]
     header = f"bench model on {m['gpu'] or m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['date']}"
-    rows = [{**r, "overhead": f"{100 * r['overhead']:+.1f}%"} for r in result["rows"]]
-    return "\n".join([header, table(rows, ["setting", "baseline_clips_per_s", "model_clips_per_s", "overhead"])])
+    rows = [
+        {
+            **r,
+            "overhead": f"{100 * r['overhead']:+.1f}%",
+            "peak_memory_mb_per_clip": r["peak_memory_mb_per_clip"] or "not measured (CPU)",
+        }
+        for r in result["rows"]
+    ]
+    columns = ["setting", "baseline_clips_per_s", "model_clips_per_s", "overhead", "peak_memory_mb_per_clip"]
+    return "\n".join([header, table(rows, columns)])
