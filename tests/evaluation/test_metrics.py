@@ -71,3 +71,42 @@ def test_views_parse(text, expected):
 def test_bad_views_strings(text):
     with pytest.raises(UsageError, match="CLIPSxCROPS"):
         parse_views(text)
+
+
+def test_routing_health_on_hand_built_gates():
+    from actionmoe.evaluation.metrics import normalized_mutual_information, routing_health
+
+    labels = np.repeat(np.arange(4), 25)  # 4 classes x 25 videos
+    uniform = np.full((100, 4), 0.25)
+    health = routing_health(uniform, labels)
+    assert health["normalized_entropy_of_mean_gate"] == pytest.approx(1.0)
+    assert health["experts_under_5_percent"] == 0 and health["class_expert_mi"] == pytest.approx(0.0)
+
+    one_to_one = np.eye(4)[labels]  # class c always to expert c
+    health = routing_health(one_to_one, labels)
+    assert health["class_expert_mi"] == pytest.approx(1.0) and health["normalized_entropy_of_mean_gate"] == 1.0
+    assert health["class_expert_mi_random"] < 0.1  # shuffled assignments carry (almost) no class information
+
+    collapsed = np.zeros((100, 4))
+    collapsed[:, :2] = 0.5  # two experts take every video with equal weight (the demo's router)
+    health = routing_health(collapsed, labels)
+    assert health["experts_under_5_percent"] == 2
+    assert health["normalized_entropy_of_mean_gate"] == pytest.approx(0.5)  # log 2 / log 4
+    # half the classes to one expert, half to another: I = log 2, H(class) = log 4, H(expert) = log 2
+    halves = np.eye(4)[labels // 2]
+    assert normalized_mutual_information(labels, halves.argmax(axis=1)) == pytest.approx(1.0)
+    mixed = np.array([0, 0, 1, 1, 0, 1, 0, 1])  # classes 0..3 twice: experts {0,0}, {1,1}, {0,1}, {0,1}
+    hand = (0.25 * np.log(0.25 / (0.25 * 0.5)) * 2) / np.log(2)  # 2 cells of 1/4 with p(c)=1/4, p(e)=1/2
+    assert normalized_mutual_information(np.repeat(np.arange(4), 2), mixed) == pytest.approx(hand)
+
+
+def test_mutual_information_with_a_single_leading_expert_is_zero():
+    """Rounding left H(expert) at ~1e-16 instead of 0 and the ratio came out as 2 (seen on motion12)."""
+    from actionmoe.evaluation.metrics import normalized_mutual_information
+
+    families = np.repeat(["travel", "orbit", "rotation", "oscillation", "zoom"], [36, 18, 18, 18, 18])
+    assert normalized_mutual_information(families, np.full(108, 2)) == 0.0
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        labels, assigned = rng.integers(0, 5, 97), rng.integers(0, 3, 97)
+        assert 0.0 <= normalized_mutual_information(labels, assigned) <= 1.0

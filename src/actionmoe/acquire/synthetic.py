@@ -124,6 +124,22 @@ MOTIONS: dict[str, Motion] = {
 }
 
 
+MOTION_FAMILIES = {
+    "move_right": "travel",
+    "move_left": "travel",
+    "move_up": "travel",
+    "move_down": "travel",
+    "zoom_in": "zoom",
+    "zoom_out": "zoom",
+    "rotate_cw": "rotation",
+    "rotate_ccw": "rotation",
+    "swing_horizontal": "oscillation",
+    "swing_vertical": "oscillation",
+    "orbit_cw": "orbit",
+    "orbit_ccw": "orbit",
+}
+
+
 def synthetic_class_names(num_classes: int) -> list[str]:
     """The first ``num_classes`` motions, sorted (sorted order = label ids, as for HMDB51)."""
     return sorted(list(MOTIONS)[:num_classes])

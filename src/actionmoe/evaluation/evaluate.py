@@ -17,7 +17,7 @@ from actionmoe.engine.device import inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.views import predict_views
 from actionmoe.errors import CheckpointError, DatasetError, UsageError
-from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, topk_accuracy
+from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, routing_health, topk_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +200,10 @@ def expert_usage(predictions: Predictions, classes: tuple[str, ...]) -> dict | N
             for c in range(len(classes))
         ]
     )
-    mean_gate = gates.mean(axis=0)
-    entropy = float(-(mean_gate * np.log(np.clip(mean_gate, 1e-12, None))).sum() / np.log(len(mean_gate)))
     return {
         "fraction_routed": routed.tolist(),
-        "mean_gate": mean_gate.tolist(),
-        "normalized_entropy_of_mean_gate": entropy,
+        "mean_gate": gates.mean(axis=0).tolist(),
         "unused_experts": int((routed == 0).sum()),
         "class_expert_gate": per_class.tolist(),
+        **routing_health(gates, predictions.labels),
     }

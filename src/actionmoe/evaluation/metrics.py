@@ -69,3 +69,55 @@ def parse_views(text: str) -> tuple[int, int]:
             f"--views must look like CLIPSxCROPS with CLIPS >= 1 and CROPS 1 or 3 (e.g. 1x1, 10x3), got {text!r}"
         )
     return int(clips), int(crops)
+
+
+def normalized_entropy(distribution: np.ndarray) -> float:
+    """Entropy of a probability vector divided by log(len): 1 = even, 0 = all mass on one entry."""
+    if len(distribution) < 2:
+        return 1.0
+    p = np.clip(distribution / max(distribution.sum(), 1e-12), 1e-12, None)
+    return float(-(p * np.log(p)).sum() / np.log(len(p)))
+
+
+def normalized_mutual_information(labels: np.ndarray, assigned: np.ndarray) -> float:
+    """I(class; expert) / min(H(class), H(expert)) from paired integer labels [N]; 0 when either is constant.
+
+    1 when the expert determines the class or the class the expert (one-to-one routing gives 1),
+    0 when they are independent.
+    """
+    if len(labels) == 0:
+        return 0.0
+    _, class_index = np.unique(labels, return_inverse=True)
+    _, expert_index = np.unique(assigned, return_inverse=True)
+    joint = np.zeros((class_index.max() + 1, expert_index.max() + 1))
+    np.add.at(joint, (class_index, expert_index), 1.0)
+    joint /= joint.sum()
+    p_class, p_expert = joint.sum(axis=1), joint.sum(axis=0)
+    entropy = lambda p: float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    denominator = min(entropy(p_class), entropy(p_expert))
+    if denominator < 1e-9:  # a constant side: rounding can leave ~1e-16 where the entropy is 0
+        return 0.0
+    nonzero = joint > 0
+    mutual = float((joint[nonzero] * np.log(joint[nonzero] / np.outer(p_class, p_expert)[nonzero])).sum())
+    return min(1.0, max(0.0, mutual / denominator))
+
+
+def routing_health(gates: np.ndarray, labels: np.ndarray, seed: int = 0, shuffles: int = 20) -> dict:
+    """How a router uses its experts at test time, from per-video gate weights [N, E] and class labels [N].
+
+    - ``normalized_entropy_of_mean_gate``: 1 = the experts share the videos evenly;
+    - ``experts_under_5_percent``: experts that take part in routing fewer than 5% of the videos;
+    - ``class_expert_mi``: normalised mutual information between a video's class and its top expert,
+      and ``class_expert_mi_random``: the same for a random routing with the same expert shares
+      (the mean over ``shuffles`` permutations), the baseline it must clearly exceed.
+    """
+    routed = (gates > 0).mean(axis=0)
+    top_expert = gates.argmax(axis=1)
+    rng = np.random.default_rng(seed)
+    baseline = [normalized_mutual_information(labels, rng.permutation(top_expert)) for _ in range(shuffles)]
+    return {
+        "normalized_entropy_of_mean_gate": normalized_entropy(gates.mean(axis=0)),
+        "experts_under_5_percent": int((routed < 0.05).sum()),
+        "class_expert_mi": normalized_mutual_information(labels, top_expert),
+        "class_expert_mi_random": float(np.mean(baseline)) if baseline else 0.0,
+    }

@@ -176,8 +176,7 @@ def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
         "",
         "## Experts",
         "",
-        f"Normalised entropy of the mean gate: {experts['normalized_entropy_of_mean_gate']:.3f} (1 = even use); "
-        f"unused experts: {experts['unused_experts']}.",
+        routing_sentence(experts),
         "",
         "| expert | fraction of videos routed | mean gate weight | classes it leads |",
         "|---|---|---|---|",
@@ -190,6 +189,25 @@ def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
             f"| {index} | {fraction:.3f} | {gate:.3f} | {', '.join(led[:8])}{' ...' if len(led) > 8 else ''} |"
         )
     return lines
+
+
+def routing_sentence(experts: dict) -> str:
+    """The routing numbers in one sentence a reader can act on."""
+    entropy, idle = experts["normalized_entropy_of_mean_gate"], experts["experts_under_5_percent"]
+    mi, baseline = experts["class_expert_mi"], experts["class_expert_mi_random"]
+    count = len(experts["fraction_routed"])
+    use = "shares the videos evenly" if entropy >= 0.9 else "favours some experts"
+    idle_text = "every expert takes part" if idle == 0 else f"{idle} of {count} experts see under 5% of the videos"
+    speciality = (
+        "experts specialise by class"
+        if mi > max(2 * baseline, baseline + 0.1)
+        else "the choice of expert says little about the class"
+    )
+    return (
+        f"At test time the router {use} (normalised entropy of the mean gate {entropy:.2f}, 1 = even), "
+        f"{idle_text}, and {speciality} (class-expert mutual information {mi:.2f} against {baseline:.2f} for "
+        "random routing with the same shares)."
+    )
 
 
 def _num(value) -> str:

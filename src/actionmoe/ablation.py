@@ -1,0 +1,202 @@
+"""``actionmoe ablate``: train and test each variant of a config for several seeds, then compare.
+
+Every run goes through the normal ``workflows.run_training`` (train, then test the best checkpoint)
+into ``OUT/runs/<variant>/seed<N>``; a rerun skips finished runs and resumes a killed one. The
+summary (``OUT/ablation.json``, ``ablation.md``, ``ablation.png``) gives per variant the test top-1
+and mean class accuracy as mean and standard deviation over seeds, training clips/s, parameters,
+and routing health at test time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from actionmoe.acquire.synthetic import MOTION_FAMILIES
+from actionmoe.config import Config, load_config
+from actionmoe.errors import UsageError
+from actionmoe.evaluation.metrics import normalized_mutual_information
+from actionmoe.files import read_jsonl, write_atomically, write_json
+from actionmoe.models.recognizer import build_model
+from actionmoe.workflows import run_training
+
+log = logging.getLogger(__name__)
+
+ROUTING_KEYS = (
+    "normalized_entropy_of_mean_gate",
+    "experts_under_5_percent",
+    "class_expert_mi",
+    "class_expert_mi_random",
+    "family_expert_mi",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...]  # section.key=value
+
+
+def parse_variant(text: str) -> Variant:
+    """``NAME=KEY=VALUE[,KEY=VALUE]`` (``NAME=`` for the config as it is).
+
+    A comma starts a new override only where ``section.key=`` follows, so list values such as
+    ``model.motion_taps=["layer3","layer4"]`` keep their commas.
+    """
+    name, sep, rest = text.partition("=")
+    if not sep or not re.fullmatch(r"[\w.-]+", name):
+        raise UsageError(f"--variant must look like NAME=section.key=value[,section.key=value], got {text!r}")
+    overrides = tuple(part for part in re.split(r",(?=\s*[\w]+\.[\w]+=)", rest) if part.strip())
+    for override in overrides:
+        if not re.match(r"\s*[\w]+\.[\w]+=", override):
+            raise UsageError(f"--variant {name}: {override!r} is not section.key=value")
+    return Variant(name, overrides)
+
+
+def run_ablation(
+    source: str | Path, variants: list[Variant], seeds: int, out: Path, base: tuple[str, ...] = ()
+) -> dict:
+    """Train and test every (variant, seed) not finished yet; write and return the summary.
+
+    Args:
+        source: the config file or built-in name every variant starts from.
+        variants: the variants, each a list of overrides on top of ``base``.
+        seeds: seeds 0 .. seeds-1 (``train.seed``; the data split and clip sampling stay fixed).
+        base: overrides shared by every variant (the dataset root, for example).
+    """
+    if seeds < 1 or not variants or len({v.name for v in variants}) != len(variants):
+        raise UsageError("ablate needs at least one seed and distinct variant names")
+    configs = {
+        v.name: [load_config(source, [*base, *v.overrides, f"train.seed={s}"]) for s in range(seeds)] for v in variants
+    }  # every override is validated before the first run starts
+    runs = {
+        name: [run_one(config, out / "runs" / name / f"seed{config.train.seed}") for config in per_seed]
+        for name, per_seed in configs.items()
+    }
+    summary = summarize_ablation(runs, {v.name: list(v.overrides) for v in variants}, source, seeds)
+    write_json(out / "ablation.json", summary)
+    write_atomically(out / "ablation.md", ablation_markdown(summary))
+    plot_ablation(summary, out / "ablation.png")
+    return summary
+
+
+def run_one(config: Config, run_dir: Path) -> dict:
+    """One run's figures: test accuracy, training speed, parameters, routing health."""
+    outcome = run_training(config, run_dir)
+    metrics = outcome.test_metrics
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    experts = metrics["experts"]
+    routing = {key: experts[key] for key in ROUTING_KEYS[:-1]} if experts else None
+    if routing is not None:
+        routing["family_expert_mi"] = family_mi(experts, metrics)
+    model = build_model(replace(config.model, weights="none"), len(metrics["video_level"]["per_class"]))
+    return {
+        "run_dir": str(run_dir),
+        "seed": config.train.seed,
+        "trained_now": outcome.trained,
+        "top1": metrics["video_level"]["top1"],
+        "mean_class_accuracy": metrics["video_level"]["mean_class_accuracy"],
+        "clips_per_s": float(np.mean([row["clips_per_s"] for row in rows])) if rows else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "routing": routing,
+    }
+
+
+def family_mi(experts: dict, metrics: dict) -> float | None:
+    """Normalised MI between a class's motion family and the expert leading it (synthetic motions only)."""
+    classes = list(metrics["video_level"]["per_class"])
+    if not all(name in MOTION_FAMILIES for name in classes):
+        return None
+    per_class = np.array(experts["class_expert_gate"])  # [C, E] mean gate weight
+    support = [metrics["video_level"]["per_class"][name]["support"] for name in classes]
+    families = np.repeat([MOTION_FAMILIES[name] for name in classes], support)
+    leaders = np.repeat(per_class.argmax(axis=1), support)
+    return normalized_mutual_information(families, leaders)
+
+
+def _mean_std(values: list[float | None]) -> dict | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return {
+        "mean": float(np.mean(present)),
+        "std": float(np.std(present, ddof=1)) if len(present) > 1 else 0.0,
+        "values": present,
+    }
+
+
+def summarize_ablation(runs: dict[str, list[dict]], overrides: dict[str, list[str]], source, seeds: int) -> dict:
+    """Per variant: mean and sample standard deviation over seeds of every figure."""
+    variants = {}
+    for name, results in runs.items():
+        routed = [r["routing"] for r in results if r["routing"] is not None]
+        variants[name] = {
+            "overrides": overrides[name],
+            "top1": _mean_std([r["top1"] for r in results]),
+            "mean_class_accuracy": _mean_std([r["mean_class_accuracy"] for r in results]),
+            "clips_per_s": _mean_std([r["clips_per_s"] for r in results]),
+            "parameters": results[0]["parameters"],
+            "routing": {key: _mean_std([r[key] for r in routed]) for key in ROUTING_KEYS} if routed else None,
+            "runs": results,
+        }
+    return {
+        "config": str(source),
+        "seeds": seeds,
+        "variants": variants,
+        "std": "sample standard deviation over seeds (ddof=1)",
+    }
+
+
+def _fmt(stat: dict | None, digits: int = 3) -> str:
+    return "n/a" if stat is None else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def ablation_markdown(summary: dict) -> str:
+    lines = [
+        "# Ablation",
+        "",
+        f"Config `{summary['config']}`, {summary['seeds']} seeds per variant; mean ± {summary['std']}.",
+        "",
+        "| variant | overrides | test top-1 | mean class acc. | train clips/s | parameters | gate entropy | "
+        "experts < 5% | class-expert MI (random) | family-expert MI |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in summary["variants"].items():
+        routing = v["routing"] or {}
+        mi = routing.get("class_expert_mi")
+        mi_text = "n/a" if mi is None else f"{_fmt(mi, 2)} ({routing['class_expert_mi_random']['mean']:.2f})"
+        lines.append(
+            f"| {name} | {', '.join(v['overrides']) or '(config)'} | {_fmt(v['top1'])} | "
+            f"{_fmt(v['mean_class_accuracy'])} | {_fmt(v['clips_per_s'], 1)} | {v['parameters']:,} | "
+            f"{_fmt(routing.get('normalized_entropy_of_mean_gate'), 2)} | "
+            f"{_fmt(routing.get('experts_under_5_percent'), 1)} | {mi_text} | "
+            f"{_fmt(routing.get('family_expert_mi'), 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_ablation(summary: dict, path: Path) -> None:
+    """Test top-1 per variant, mean with the seed-to-seed standard deviation as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary["variants"])
+    means = [summary["variants"][n]["top1"]["mean"] for n in names]
+    stds = [summary["variants"][n]["top1"]["std"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.6))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4a78a8")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("test top-1")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{summary['config']}: mean ± std over {summary['seeds']} seeds")
+    fig.tight_layout()
+    try:
+        write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png"))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,84 @@
+"""actionmoe ablate on a tiny config: run folders, mean and std per variant, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from actionmoe.ablation import Variant, parse_variant
+from actionmoe.errors import UsageError
+from tests.helpers import TINY
+
+
+def test_variant_syntax():
+    assert parse_variant("moe=") == Variant("moe", ())
+    assert parse_variant("linear=model.head=linear") == Variant("linear", ("model.head=linear",))
+    taps = parse_variant('taps=model.motion_taps=["layer3","layer4"],model.motion_fusion=residual')
+    assert taps.overrides == ('model.motion_taps=["layer3","layer4"]', "model.motion_fusion=residual")
+    for bad in ("noequals", "=model.head=linear", "x=head=linear"):
+        with pytest.raises(UsageError, match="--variant"):
+            parse_variant(bad)
+
+
+def ablate_command(root, out) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "actionmoe",
+        "-q",
+        "ablate",
+        "--config",
+        "demo",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--variant",
+        "moe=",
+        "--variant",
+        "linear=model.head=linear",
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "train.epochs=1",
+    ]
+    for item in TINY:
+        command += ["--set", item]
+    return command
+
+
+@pytest.mark.slow
+def test_two_variants_two_seeds_and_a_resume_after_a_kill(dataset_root, tmp_path):
+    out = tmp_path / "ablation"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(
+        ablate_command(dataset_root, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    finished = out / "runs" / "moe" / "seed0" / "evaluation" / "metrics.json"
+    deadline = time.time() + 300
+    while not finished.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert finished.exists() and not (out / "ablation.json").exists()
+    done_before = (out / "runs" / "moe" / "seed0" / "last.safetensors").stat().st_mtime_ns
+
+    result = subprocess.run(ablate_command(dataset_root, out), env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (out / "runs" / "moe" / "seed0" / "last.safetensors").stat().st_mtime_ns == done_before  # not retrained
+    summary = json.loads((out / "ablation.json").read_text())
+    assert list(summary["variants"]) == ["moe", "linear"] and summary["seeds"] == 2
+    for name, variant in summary["variants"].items():
+        assert [run["seed"] for run in variant["runs"]] == [0, 1]
+        assert len(variant["top1"]["values"]) == 2 and variant["top1"]["std"] >= 0
+        assert 0 <= variant["top1"]["mean"] <= 1 and variant["parameters"] > 0
+        assert (variant["routing"] is None) == (name == "linear")
+    assert summary["variants"]["moe"]["runs"][0]["trained_now"] is False
+    assert summary["variants"]["moe"]["parameters"] > summary["variants"]["linear"]["parameters"]
+    routing = summary["variants"]["moe"]["routing"]
+    assert 0 <= routing["normalized_entropy_of_mean_gate"]["mean"] <= 1
+    assert "| moe |" in (out / "ablation.md").read_text() and (out / "ablation.png").stat().st_size > 1000
