@@ -1,8 +1,13 @@
 """Predictor and ``actionmoe predict``: from a checkpoint alone, same numbers as evaluation."""
 
+import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from actionmoe.cli import main
 from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
@@ -19,8 +24,10 @@ def test_predictions_match_the_evaluation_protocol(trained_run):
     for index in (0, len(test_videos) - 1):
         expected = evaluation.predictions.view_probs[index].mean(axis=0)
         assert np.allclose(predictor.probabilities(test_videos[index].path), expected, atol=1e-5)
-    ranked = predictor.predict(test_videos[0].path, top_k=2)
+    result = predictor.predict(test_videos[0].path, top_k=2)
+    ranked = result.predictions
     assert len(ranked) == 2 and ranked[0].score >= ranked[1].score and ranked[0].label in predictor.classes
+    assert result.source == str(test_videos[0].path) and result.error is None
 
 
 def test_predict_command(trained_run, dataset_root, tmp_path, capsys):
@@ -68,3 +75,113 @@ def test_exported_program_matches_the_model(trained_run, tmp_path, capsys):
         expected = predictor.restored.model(clip).logits.softmax(dim=1)
         assert torch.allclose(program(clip), expected, atol=1e-5)
     assert main(["export", "--checkpoint", str(trained_run / "missing.safetensors"), "--out", str(out)]) == 1
+
+
+def test_one_api_for_paths_lists_and_frames(trained_run, dataset_root):
+    from actionmoe import Predictor as TopLevelPredictor
+    from actionmoe.data.decode import get_reader, read_clip
+
+    predictor = TopLevelPredictor.from_checkpoint(trained_run / "best.safetensors", device="cpu", precision="fp32")
+    video = next((dataset_root / "videos" / "move_up").iterdir())
+    single = predictor.predict(video, top_k=3)
+    (listed,) = predictor.predict([video], top_k=3)
+    frames = read_clip(get_reader(predictor.decoder), video, lambda n: np.arange(n), None).frames  # [T, H, W, 3]
+    from_frames = predictor.predict(frames, top_k=3)
+    from_tensor = predictor.predict(torch.from_numpy(frames), top_k=3)
+    for other in (listed, from_frames, from_tensor):
+        assert [p.label for p in other.predictions] == [p.label for p in single.predictions]
+        assert np.allclose([p.score for p in other.predictions], [p.score for p in single.predictions], atol=1e-5)
+    assert from_frames.source == "<frames>" and set(single.to_json()) == {"path", "predictions", "seconds", "error"}
+
+
+@pytest.fixture
+def mixed_folder(tmp_path, shared_data, dataset_root) -> Path:
+    """Real videos, synthetic ones, a corrupt AVI, a text file named .mp4, and files that are not videos."""
+    folder = tmp_path / "footage"
+    (folder / "nested").mkdir(parents=True)
+    for path in sorted((shared_data / "videos").iterdir())[:3]:
+        shutil.copy(path, folder / path.name)
+    for path in sorted((dataset_root / "videos" / "move_left").iterdir())[:3]:
+        shutil.copy(path, folder / "nested" / path.name)
+    (folder / "broken.avi").write_bytes(b"garbage" * 100)
+    (folder / "nested" / "notes.mp4").write_text("not a video\n" * 50)
+    (folder / "readme.txt").write_text("ignored: not a video extension")
+    (folder / "thumb.jpg").write_bytes(b"\xff\xd8\xff")
+    return folder
+
+
+def test_predict_many_in_worker_processes_equals_predict(trained_run, mixed_folder):
+    from actionmoe.batch import expand_inputs
+
+    predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
+    videos = expand_inputs([str(mixed_folder)])
+    assert len(videos) == 8 and not any(v.suffix in (".txt", ".jpg") for v in videos)
+    results = predictor.predict_many(videos, top_k=2, workers=2, batch_size=3, progress=False)
+    assert [r.source for r in results] == [str(v) for v in videos]
+    errors = {Path(r.source).name: r.error for r in results if r.error}
+    assert set(errors) == {"broken.avi", "notes.mp4"} and "not a video" in errors["notes.mp4"]
+    for result in results:
+        if result.error is None:
+            expected = predictor.predict(result.source, top_k=2).predictions
+            assert [p.label for p in result.predictions] == [p.label for p in expected]
+            assert np.allclose([p.score for p in result.predictions], [p.score for p in expected], atol=1e-5)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_batch_prediction_to_csv_resumes_without_redoing_finished_files(trained_run, mixed_folder, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    argv = [
+        "predict",
+        str(mixed_folder),
+        "--checkpoint",
+        str(trained_run / "best.safetensors"),
+        "--out",
+        str(out),
+        "--top-k",
+        "2",
+        "--workers",
+        "2",
+        "--batch-size",
+        "2",
+    ]
+    assert main(argv) == 1  # two files are unreadable: reported in their rows and the summary
+    rows = read_csv(out)
+    assert len(rows) == 8 and {Path(r["path"]).name for r in rows if r["error"]} == {"broken.avi", "notes.mp4"}
+    assert "8 videos predicted now, 0 already there, 2 unreadable" in capsys.readouterr().err
+    predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
+    for row in rows:
+        if not row["error"]:
+            expected = predictor.predict(row["path"], top_k=2).predictions
+            assert [row["label_1"], row["label_2"]] == [p.label for p in expected]
+            assert float(row["score_1"]) == pytest.approx(expected[0].score, abs=1e-5)
+
+    lines = out.read_text().splitlines(keepends=True)  # as a run killed while writing its fourth row leaves it
+    out.write_text("".join(lines[:4]) + lines[4][:10])
+    assert main(argv) == (1 if any(row["error"] for row in rows[3:]) else 0)  # this run's unreadable files
+    assert "5 videos predicted now, 3 already there" in capsys.readouterr().err
+    again = read_csv(out)
+    assert sorted(r["path"] for r in again) == sorted(r["path"] for r in rows) and again[:3] == rows[:3]
+
+
+def test_batch_output_of_another_checkpoint_or_without_videos_is_refused(trained_run, mixed_folder, tmp_path, capsys):
+    out = tmp_path / "predictions.jsonl"
+    out.write_text(
+        json.dumps({"path": "x.avi", "predictions": [], "seconds": 0, "error": None, "checkpoint_sha256": "another"})
+        + "\n"
+    )
+    before = out.read_text()
+    code = main(
+        ["predict", str(mixed_folder), "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "another checkpoint" in err and out.read_text() == before
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("x")
+    code = main(["predict", str(empty), "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "no video files" in err

@@ -155,11 +155,24 @@ def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_predict(commands) -> None:
-    predict = commands.add_parser("predict", help="ranked actions for video files, from a checkpoint")
-    predict.add_argument("videos", type=Path, nargs="+", help="video files")
+    predict = commands.add_parser("predict", help="ranked actions for video files, folders or globs, from a checkpoint")
+    predict.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or glob patterns")
     predict.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
     _add_runtime_args(predict)
+    predict.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="default: the checkpoint's training policy on this device",
+    )
+    predict.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.csv|FILE.jsonl",
+        help="write one row per video (resumable: a rerun skips videos already there)",
+    )
+    predict.add_argument("--workers", type=int, default=0, help="decoding processes (default 0: in this process)")
+    predict.add_argument("--batch-size", type=int, default=8, help="videos per model batch (default 8)")
     predict.add_argument("--json", action="store_true", help="print JSON, one object per video")
     predict.add_argument("--grid", type=Path, metavar="PNG", help="also write a thumbnail grid of the predictions")
     predict.set_defaults(handler=cmd_predict)
@@ -459,15 +472,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict every video; an unreadable one is reported on its own line and makes the exit code 1."""
+    """Predict every video; an unreadable one is reported on its own line (or row) and makes the exit code 1."""
+    from actionmoe.batch import expand_inputs, predict_to_file
     from actionmoe.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
-    results = predictor.predict_files(args.videos, args.top_k)
+    videos = expand_inputs(args.videos)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision)
+    if args.out is not None:
+        summary = predict_to_file(predictor, videos, args.out, args.top_k, args.workers, args.batch_size)
+        print(summary.line(), file=sys.stderr)
+        return 1 if summary.unreadable else 0
+    results = predictor.predict_many(videos, args.top_k, args.workers, args.batch_size, progress=False)
     lines = [
-        f"{r.path}: error: {r.error}"
+        f"{r.source}: error: {r.error}"
         if r.error
-        else f"{r.path}: " + ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
+        else f"{r.source}: " + ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
         for r in results
     ]
     _print([r.to_json() for r in results], args.json, "\n".join(lines))

@@ -1,26 +1,34 @@
-"""Predict actions in any video file from nothing but a checkpoint.
+"""Predict actions in videos from nothing but a checkpoint.
 
+    from actionmoe import Predictor
     predictor = Predictor.from_checkpoint("runs/hmdb51-split1/best.safetensors")
-    predictor.predict("clip.avi")  # -> [Prediction(label="ride_bike", score=0.91), ...]
+    predictor.predict("clip.avi")                 # VideoPrediction(source=..., predictions=[...])
+    predictor.predict(frames)                     # uint8 [T, H, W, 3] RGB frames already in memory
+    predictor.predict_many(paths, workers=4)      # decoding in 4 processes while the model runs batched
 
 The checkpoint carries the class names and the preprocessing it was trained with (frames,
 resize, crop, normalisation, test views), so predictions use exactly the evaluation protocol:
-the same view loader, preprocessing object and multi-view routine as ``actionmoe evaluate``.
+the same view sampling, preprocessing object and multi-view routine as ``actionmoe evaluate``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import multiprocessing
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from actionmoe.data.builders import build_preprocessing
-from actionmoe.data.dataset import load_views
+from actionmoe.data.dataset import load_views, views_from_frames
 from actionmoe.data.decode import get_reader
-from actionmoe.engine.device import inference_precision, pick_device
+from actionmoe.data.transforms import Preprocessing
+from actionmoe.engine.device import choose_precision, inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.views import predict_views
 from actionmoe.errors import UsageError, VideoDecodeError
@@ -33,61 +41,159 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class FilePrediction:
-    """The ranked actions of one file, or why it could not be read."""
+class VideoPrediction:
+    """The ranked actions of one video, or why it could not be read; the same JSON everywhere."""
 
-    path: str
+    source: str  # the file's path, or "<frames>"
     predictions: list[Prediction] = field(default_factory=list)
+    seconds: float = 0.0  # decoding and this video's share of the model time
     error: str | None = None
 
     def to_json(self) -> dict:
-        return {"path": self.path, "predictions": [asdict(p) for p in self.predictions], "error": self.error}
+        return {
+            "path": self.source,
+            "predictions": [asdict(p) for p in self.predictions],
+            "seconds": round(self.seconds, 4),
+            "error": self.error,
+        }
+
+
+def _views_job(job: tuple[int, str, Preprocessing, str]) -> tuple[int, np.ndarray | None, str | None, float]:
+    """Decode one file's views in a worker process: (index, uint8 views or None, error, seconds)."""
+    index, path, preprocessing, decoder = job
+    started = time.perf_counter()
+    try:
+        views = load_views(get_reader(decoder), Path(path), preprocessing, False, np.random.default_rng(0))
+    except VideoDecodeError as exc:
+        return index, None, str(exc), time.perf_counter() - started
+    return index, views, None, time.perf_counter() - started
 
 
 class Predictor:
-    def __init__(self, restored: RestoredModel, device: torch.device) -> None:
+    def __init__(self, restored: RestoredModel, device: torch.device, precision: str | None = None) -> None:
         self.restored, self.device = restored, device
         data = restored.config.data
         self.preprocessing = build_preprocessing(data)
+        self.decoder = data.decoder
         self.reader = get_reader(data.decoder)
-        self.precision = inference_precision(restored.config.train.precision, device)
+        if precision is None:
+            self.precision = inference_precision(restored.config.train.precision, device)
+        else:
+            self.precision = choose_precision(precision, device.type, _capability(device)).precision
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str | None = None) -> Predictor:
+        """``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16."""
+        if precision not in (None, "auto", "fp32", "bf16", "fp16"):
+            raise UsageError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
         target = pick_device(device)
-        return cls(restore_model(Path(path), target), target)
+        return cls(restore_model(Path(path), target), target, precision)
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.restored.classes
 
-    def clip_views(self, video: Path) -> torch.Tensor:
-        """Decoded, preprocessed views of ``video`` on the device: [1, V, C, T, H, W] float."""
+    def predict(self, video, top_k: int = 5):
+        """Ranked actions of a path (VideoPrediction), a list of paths (list) or frames [T, H, W, 3] uint8.
+
+        Raises:
+            VideoDecodeError: a single path or frame array that cannot be used (``predict_many``
+                reports those per file instead).
+        """
+        _check_top_k(top_k)
+        if isinstance(video, list | tuple):
+            return self.predict_many(video, top_k=top_k, progress=False)
+        started = time.perf_counter()
         rng = np.random.default_rng(0)  # evaluation views are deterministic; the generator goes unused
-        views = load_views(self.reader, video, self.preprocessing, False, rng)  # [V', T, H, W, C]
-        batch = self.preprocessing.worker(views, False, rng)[None]
-        return self.preprocessing.on_device(batch, self.device, False)
+        if isinstance(video, np.ndarray | torch.Tensor):
+            frames = video.cpu().numpy() if isinstance(video, torch.Tensor) else video
+            views, source = views_from_frames(frames, self.preprocessing, False, rng), "<frames>"
+        else:
+            views, source = load_views(self.reader, Path(video), self.preprocessing, False, rng), str(video)
+        probs = self._video_probs([views])[0]
+        return VideoPrediction(source, self._ranked(probs, top_k), time.perf_counter() - started)
 
     def probabilities(self, video: str | Path) -> np.ndarray:
         """Class probabilities averaged over the views; [num_classes]."""
-        clips = self.clip_views(Path(video))
-        out = predict_views(self.restored.model, clips, self.precision, self.restored.config.train.channels_last)
-        return out.video_probs()[0].cpu().numpy()
+        views = load_views(self.reader, Path(video), self.preprocessing, False, np.random.default_rng(0))
+        return self._video_probs([views])[0]
 
-    def predict(self, video: str | Path, top_k: int = 5) -> list[Prediction]:
-        """The ``top_k`` most likely classes, best first."""
-        if top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, got {top_k}")
-        probs = self.probabilities(video)
+    def predict_many(
+        self, videos: Sequence[str | Path], top_k: int = 5, workers: int = 0, batch_size: int = 8, progress: bool = True
+    ) -> list[VideoPrediction]:
+        """One VideoPrediction per file, in order; an unreadable file gets its reason instead of predictions."""
+        return list(self.iter_predictions(videos, top_k, workers, batch_size, progress))
+
+    def iter_predictions(
+        self, videos: Sequence[str | Path], top_k: int = 5, workers: int = 0, batch_size: int = 8, progress: bool = True
+    ) -> Iterator[VideoPrediction]:
+        """``predict_many`` as results arrive: ``workers`` processes decode while the model runs on batches."""
+        _check_top_k(top_k)
+        if workers < 0 or batch_size < 1:
+            raise UsageError(f"--workers must be 0 or more and --batch-size at least 1, got {workers}, {batch_size}")
+        jobs = [(index, str(path), self.preprocessing, self.decoder) for index, path in enumerate(videos)]
+        bar = tqdm(total=len(jobs), unit="video", desc="predicting", disable=None if progress else True)
+        with _decoded(jobs, workers) as decoded:
+            for batch in _batched(decoded, batch_size):
+                yield from self._predict_batch(batch, top_k)
+                bar.update(len(batch))
+        bar.close()
+
+    def _predict_batch(self, batch: list[tuple], top_k: int) -> list[VideoPrediction]:
+        good = [item for item in batch if item[1] is not None]
+        started = time.perf_counter()
+        probs = self._video_probs([item[1] for item in good]) if good else []
+        share = (time.perf_counter() - started) / max(1, len(good))
+        ranked = {item[0]: self._ranked(p, top_k) for item, p in zip(good, probs)}
+        return [
+            VideoPrediction(path, ranked[index], seconds + share)
+            if views is not None
+            else VideoPrediction(path, [], seconds, error)
+            for index, views, error, seconds, path in batch
+        ]
+
+    def _video_probs(self, views: list[np.ndarray]) -> np.ndarray:
+        """Video-level probabilities [N, classes] for N videos' uint8 views [V, T, H, W, 3]."""
+        rng = np.random.default_rng(0)
+        batch = torch.stack([self.preprocessing.worker(v, False, rng) for v in views])  # [N, V', ...]
+        clips = self.preprocessing.on_device(batch, self.device, False)  # [N, V', C, T, H, W]
+        out = predict_views(self.restored.model, clips, self.precision, self.restored.config.train.channels_last)
+        return out.video_probs().cpu().numpy()
+
+    def _ranked(self, probs: np.ndarray, top_k: int) -> list[Prediction]:
         order = np.argsort(-probs, kind="stable")[:top_k]
         return [Prediction(self.classes[i], float(probs[i])) for i in order]
 
-    def predict_files(self, videos: Sequence[str | Path], top_k: int = 5) -> list[FilePrediction]:
-        """One result per file, in order; an undecodable file gets its reason instead of predictions."""
-        results = []
-        for video in videos:
-            try:
-                results.append(FilePrediction(str(video), self.predict(video, top_k)))
-            except VideoDecodeError as exc:
-                results.append(FilePrediction(str(video), error=str(exc)))
-        return results
+
+def _check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+
+
+@contextlib.contextmanager
+def _decoded(jobs: list[tuple], workers: int) -> Iterator[Iterable[tuple]]:
+    """Decoded jobs in order, as (index, views, error, seconds, path): from a process pool, or here (0 workers)."""
+    paths = {job[0]: job[1] for job in jobs}
+    pool = multiprocessing.get_context().Pool(workers) if workers else None
+    try:
+        results = pool.imap(_views_job, jobs, chunksize=1) if pool else map(_views_job, jobs)
+        yield ((index, views, error, seconds, paths[index]) for index, views, error, seconds in results)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _batched(items: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

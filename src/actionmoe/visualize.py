@@ -9,7 +9,7 @@ import numpy as np
 
 from actionmoe.data.decode import read_uniform_frames
 from actionmoe.files import write_atomically
-from actionmoe.inference import FilePrediction
+from actionmoe.inference import VideoPrediction
 
 THUMBNAIL = (120, 160)  # (H, W)
 
@@ -26,7 +26,9 @@ def grid_path(path: Path) -> Path:
     return path if path.suffix.lower() == ".png" else path.with_name(path.name + ".png")
 
 
-def save_prediction_grid(results: list[FilePrediction], classes: tuple[str, ...], path: Path, columns: int = 4) -> Path:
+def save_prediction_grid(
+    results: list[VideoPrediction], classes: tuple[str, ...], path: Path, columns: int = 4
+) -> Path:
     """Write the grid PNG; returns where it went (see ``grid_path``).
 
     A video inside a folder named like a class gets a green (right) or red (wrong) title.
@@ -52,8 +54,8 @@ def save_prediction_grid(results: list[FilePrediction], classes: tuple[str, ...]
     return target
 
 
-def _draw_cell(ax, result: FilePrediction, classes: tuple[str, ...]) -> None:
-    video = Path(result.path)
+def _draw_cell(ax, result: VideoPrediction, classes: tuple[str, ...]) -> None:
+    video = Path(result.source)
     name = video.name if len(video.name) <= 28 else video.name[:25] + "..."
     if result.error:
         ax.imshow(np.full((*THUMBNAIL, 3), 230, dtype=np.uint8))

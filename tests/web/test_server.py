@@ -44,7 +44,7 @@ def test_api_predicts_an_uploaded_video(server, dataset_root):
     video = a_video(dataset_root)
     status, body = post(server.url + "api/predict", video.read_bytes(), video.name)
     assert status == 200 and body["video"] == video.name
-    expected = server.predictor.predict(video, 3)
+    expected = server.predictor.predict(video, 3).predictions
     assert [p["label"] for p in body["predictions"]] == [p.label for p in expected]
     assert [p["score"] for p in body["predictions"]] == pytest.approx([p.score for p in expected], abs=1e-6)
 
@@ -87,7 +87,7 @@ def test_upload_page_in_a_real_browser(server, dataset_root, tmp_path):
         page.click("#submit")
         page.wait_for_function("document.getElementById('top').textContent.length > 0", timeout=60_000)
         top = page.inner_text("#top")
-        assert top == server.predictor.predict(video, 1)[0].label
+        assert top == server.predictor.predict(video, 1).predictions[0].label
         assert page.locator("#results tbody tr").count() == 3
         page.screenshot(path=str(tmp_path / "page.png"))
         page.set_input_files("#video", str(garbage))

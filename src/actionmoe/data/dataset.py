@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from actionmoe.data.cache import ClipCache
-from actionmoe.data.decode import VideoReader, get_reader, read_clip
+from actionmoe.data.decode import VideoReader, get_reader, read_clip, resize_frame
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.data.splits import VideoRecord
 from actionmoe.data.transforms import Preprocessing
@@ -59,6 +59,25 @@ def load_views(
     if frames is None:
         frames = read_clip(reader, path, lambda n: uniform_indices(n, pre.presample_frames), pre.resize).frames
     return frames[pre.indices(len(frames), train, rng)]  # [V, clip_len, H, W, C]
+
+
+def views_from_frames(
+    frames: np.ndarray, preprocessing: Preprocessing, train: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """The views of frames already in memory, exactly as ``load_views`` takes them from a file.
+
+    Args:
+        frames: uint8 [T, H, W, 3] RGB at any size; resized to ``preprocessing.resize`` here.
+    Returns:
+        uint8 [V, clip_len, H', W', 3].
+    """
+    pre = preprocessing
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise VideoDecodeError(f"frames must be uint8 [T, H, W, 3] with T >= 1, got {frames.dtype} {frames.shape}")
+    if pre.presample_frames > 0:
+        frames = frames[uniform_indices(len(frames), pre.presample_frames)]  # [P, H, W, 3]
+    resized = np.stack([resize_frame(frame, pre.resize) for frame in frames])
+    return resized[pre.indices(len(resized), train, rng)]  # [V, clip_len, H', W', 3]
 
 
 class VideoClipDataset(Dataset):

@@ -109,7 +109,7 @@ class PredictionHandler(http.server.BaseHTTPRequestHandler):
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
             with self.server.lock:
-                predictions = self.server.predictor.predict(temporary, self.server.top_k)
+                predictions = self.server.predictor.predict(temporary, self.server.top_k).predictions
         except VideoDecodeError as exc:
             message = str(exc).replace(temporary, name)
             self._send_json(422, {"error": message})
