@@ -173,6 +173,14 @@ def _add_predict(commands) -> None:
     )
     predict.add_argument("--workers", type=int, default=0, help="decoding processes (default 0: in this process)")
     predict.add_argument("--batch-size", type=int, default=8, help="videos per model batch (default 8)")
+    predict.add_argument(
+        "--window",
+        metavar="SECONDS|Nf",
+        help="a timeline of one long video: windows of this length (2.0 = seconds, 48f = frames)",
+    )
+    predict.add_argument(
+        "--stride", default="1.0", metavar="SECONDS|Nf", help="with --window: the step between windows (default 1.0 s)"
+    )
     predict.add_argument("--json", action="store_true", help="print JSON, one object per video")
     predict.add_argument("--grid", type=Path, metavar="PNG", help="also write a thumbnail grid of the predictions")
     predict.set_defaults(handler=cmd_predict)
@@ -477,6 +485,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from actionmoe.inference import Predictor
 
     videos = expand_inputs(args.videos)
+    if args.window is not None:
+        return _predict_timeline(args, videos)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision)
     if args.out is not None:
         summary = predict_to_file(predictor, videos, args.out, args.top_k, args.workers, args.batch_size)
@@ -495,6 +505,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         print(f"grid: {save_prediction_grid(results, predictor.classes, args.grid)}", file=sys.stderr)
     return 1 if any(r.error for r in results) else 0
+
+
+def _predict_timeline(args: argparse.Namespace, videos: list[Path]) -> int:
+    from actionmoe.inference import Predictor
+    from actionmoe.timeline import parse_span, predict_timeline, timeline_json, timeline_summary, write_timeline
+
+    if len(videos) != 1:
+        raise UsageError(f"--window makes a timeline of one video; got {len(videos)}")
+    parse_span(args.window, "window"), parse_span(args.stride, "stride")  # usage errors before loading anything
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision)
+    timeline = predict_timeline(predictor, videos[0], args.window, args.stride, args.top_k, args.batch_size)
+    print(timeline_json(timeline) if args.json else timeline_summary(timeline))
+    if args.out is not None:
+        print(f"timeline: {', '.join(map(str, write_timeline(timeline, args.out)))}", file=sys.stderr)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

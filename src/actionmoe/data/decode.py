@@ -312,3 +312,61 @@ def write_video(path: Path, frames: np.ndarray, fps: float, fourcc: str = "XVID"
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
+
+
+def stream_frames(path: Path, size: Size | None) -> Iterator[np.ndarray]:
+    """Every frame of ``path`` in order, resized to ``size`` as it is decoded: one full-size frame in memory.
+
+    PyAV when it is installed, else OpenCV. For long videos (timelines); clips use ``read_clip``.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened as a video.
+    """
+    check_readable(path)
+    check_is_video(path)
+    try:
+        import av
+    except ImportError:
+        yield from _stream_opencv(path, size)
+        return
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: has no video stream")
+            for _, convert in PyAVReader._stream(container):
+                yield resize_frame(convert(), size)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoDecodeError(f"{path}: cannot decode ({exc})") from exc
+
+
+def _stream_opencv(path: Path, size: Size | None) -> Iterator[np.ndarray]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
+    try:
+        for _, convert in OpenCVReader._stream(capture):
+            yield resize_frame(convert(), size)
+    finally:
+        capture.release()
+
+
+def video_fps(path: Path) -> float:
+    """Frames per second from the container (PyAV, else OpenCV); 25 when the file does not say."""
+    fps = 0.0
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate if container.streams.video else None
+            fps = float(rate) if rate else 0.0
+    except ImportError:
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        capture.release()
+    except Exception:  # PyAV raises several error types for unreadable files; the decode reports them
+        fps = 0.0
+    return fps if fps > 0 else 25.0

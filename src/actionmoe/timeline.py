@@ -1,0 +1,250 @@
+"""Long videos as a timeline: overlapping windows, each classified like a test clip, merged into segments.
+
+    actionmoe predict match.mp4 --checkpoint best.safetensors --window 2.0 --stride 1.0 --out timeline.json
+
+A window of W frames is sampled exactly as a whole test video is (``presample_frames`` uniform
+frames, then the test views). The video is decoded once, in order (``data.decode.stream_frames``);
+only the frames that pending windows still need are kept, so memory stays bounded for an hour of
+footage. A video shorter than one window gives one window: the plain prediction of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from actionmoe.data.decode import stream_frames, video_fps
+from actionmoe.data.sampling import uniform_indices
+from actionmoe.errors import UsageError
+from actionmoe.files import write_atomically, write_json
+from actionmoe.inference import Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float
+    end_s: float
+    predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    label: str
+    score: float  # mean top-1 score over the segment's windows
+
+
+@dataclass(frozen=True)
+class Timeline:
+    source: str
+    fps: float
+    window_frames: int
+    stride_frames: int
+    windows: list[Window]
+    probabilities: np.ndarray  # [windows, classes], for the plot
+    classes: tuple[str, ...]
+
+    def segments(self) -> list[Segment]:
+        """Consecutive windows with the same top label, merged."""
+        merged: list[list[Window]] = []
+        for window in self.windows:
+            if merged and merged[-1][-1].predictions[0].label == window.predictions[0].label:
+                merged[-1].append(window)
+            else:
+                merged.append([window])
+        return [
+            Segment(
+                run[0].start_s,
+                run[-1].end_s,
+                run[0].predictions[0].label,
+                float(np.mean([w.predictions[0].score for w in run])),
+            )
+            for run in merged
+        ]
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.source,
+            "fps": self.fps,
+            "window_frames": self.window_frames,
+            "stride_frames": self.stride_frames,
+            "windows": [
+                {"start_s": w.start_s, "end_s": w.end_s, "predictions": [asdict(p) for p in w.predictions]}
+                for w in self.windows
+            ],
+            "segments": [asdict(s) for s in self.segments()],
+        }
+
+
+def parse_span(text: str, name: str) -> tuple[float, str]:
+    """``2.0`` or ``2.0s`` (seconds) or ``48f`` (frames) -> (value, unit)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([sf]?)\s*", str(text))
+    if match is None or float(match[1]) <= 0:
+        raise UsageError(f"--{name} must be a positive number of seconds (2.0) or frames (48f), got {text!r}")
+    return float(match[1]), "frames" if match[2] == "f" else "seconds"
+
+
+def predict_timeline(
+    predictor: Predictor, video: Path, window: str, stride: str, top_k: int = 3, batch_size: int = 8
+) -> Timeline:
+    """Classify overlapping windows of ``video``; ``window`` and ``stride`` as ``parse_span`` reads them.
+
+    Raises:
+        UsageError: a window or stride that is not positive.
+        VideoDecodeError: the file cannot be decoded.
+    """
+    fps = video_fps(video)
+    window_frames, stride_frames = (
+        _frames(*parse_span(window, "window"), fps),
+        _frames(*parse_span(stride, "stride"), fps),
+    )
+    offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
+    windows, probabilities = [], []
+    for starts, views in _batches(
+        _window_views(stream_frames(video, predictor.preprocessing.resize), offsets, stride_frames), batch_size
+    ):
+        probs = predictor._video_probs(views)  # [B, classes]
+        probabilities.append(probs)
+        windows += [
+            Window(start / fps, (start + window_frames) / fps, predictor._ranked(p, top_k))
+            for start, p in zip(starts, probs)
+        ]
+    if not windows:  # shorter than one window: the plain prediction of the whole file
+        return _single_window(predictor, video, fps, window_frames, stride_frames, top_k)
+    return Timeline(
+        str(video), fps, window_frames, stride_frames, windows, np.concatenate(probabilities), predictor.classes
+    )
+
+
+def _frames(value: float, unit: str, fps: float) -> int:
+    return max(1, round(value if unit == "frames" else value * fps))
+
+
+def window_offsets(predictor: Predictor, window_frames: int) -> np.ndarray:
+    """The frames a window of ``window_frames`` contributes to each view, as a whole test video would."""
+    pre = predictor.preprocessing
+    rng = np.random.default_rng(0)
+    if pre.presample_frames <= 0:
+        return pre.indices(window_frames, False, rng)
+    presampled = uniform_indices(window_frames, pre.presample_frames)  # [P]
+    return presampled[pre.indices(len(presampled), False, rng)]  # [V, clip_len]
+
+
+def _window_views(frames: Iterator[np.ndarray], offsets: np.ndarray, stride: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, uint8 views [V, clip_len, H, W, 3]) of every complete window, keeping only frames still needed."""
+    wanted = np.unique(offsets)
+    last = int(offsets.max())
+    kept: dict[int, np.ndarray] = {}
+    next_start = 0
+    for index, frame in enumerate(frames):
+        if any(
+            0 <= index - start <= last and (index - start) in wanted for start in range(next_start, index + 1, stride)
+        ):
+            kept[index] = frame
+        while next_start + last <= index:  # the window starting at next_start has all its frames
+            yield (
+                next_start,
+                np.stack([kept[next_start + int(o)] for o in offsets.reshape(-1)]).reshape(
+                    *offsets.shape, *frame.shape
+                ),
+            )
+            next_start += stride
+            for old in [i for i in kept if i < next_start]:
+                del kept[old]
+
+
+def _batches(items: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    starts, views = [], []
+    for start, view in items:
+        starts.append(start)
+        views.append(view)
+        if len(starts) == size:
+            yield starts, views
+            starts, views = [], []
+    if starts:
+        yield starts, views
+
+
+def _single_window(
+    predictor: Predictor, video: Path, fps: float, window_frames: int, stride_frames: int, top_k: int
+) -> Timeline:
+    probs = predictor.probabilities(video)
+    frames = sum(1 for _ in stream_frames(video, (8, 8)))
+    log.info(
+        "%s (%.1f s) is shorter than one window (%.1f s): one window over the whole video",
+        video,
+        frames / fps,
+        window_frames / fps,
+    )
+    window = Window(0.0, frames / fps, predictor._ranked(probs, top_k))
+    return Timeline(str(video), fps, window_frames, stride_frames, [window], probs[None], predictor.classes)
+
+
+def write_timeline(timeline: Timeline, out: Path) -> list[Path]:
+    """``out`` as .json (windows and segments) or .csv (one row per window), and ``out`` with .png (the plot)."""
+    if out.suffix.lower() == ".json":
+        write_json(out, timeline.to_json())
+    elif out.suffix.lower() == ".csv":
+        write_atomically(out, lambda path: _write_csv(timeline, path))
+    else:
+        raise UsageError(f"--out for a timeline must end in .json or .csv, got {out.name}")
+    plot = out.with_suffix(".png")
+    plot_timeline(timeline, plot)
+    return [out, plot]
+
+
+def _write_csv(timeline: Timeline, path: Path) -> None:
+    top_k = len(timeline.windows[0].predictions)
+    columns = ["start_s", "end_s", *[f"{kind}_{r}" for r in range(1, top_k + 1) for kind in ("label", "score")]]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for window in timeline.windows:
+            ranked = [item for p in window.predictions for item in (p.label, f"{p.score:.6f}")]
+            writer.writerow([f"{window.start_s:.3f}", f"{window.end_s:.3f}", *ranked])
+
+
+def plot_timeline(timeline: Timeline, path: Path, classes_shown: int = 5) -> None:
+    """The scores over time (window centres) of the classes that reach the highest scores, up to five."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probabilities = timeline.probabilities  # [W, C]
+    shown = np.argsort(-probabilities.max(axis=0), kind="stable")[:classes_shown]
+    centres = [(w.start_s + w.end_s) / 2 for w in timeline.windows]
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    for c in shown:
+        ax.plot(centres, probabilities[:, c], marker="o" if len(centres) < 40 else None, label=timeline.classes[c])
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("score")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(
+        f"{Path(timeline.source).name}: {len(timeline.windows)} windows of "
+        f"{timeline.window_frames / timeline.fps:.3g} s every {timeline.stride_frames / timeline.fps:.3g} s"
+    )
+    fig.tight_layout()
+    try:
+        write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def timeline_summary(timeline: Timeline) -> str:
+    return "\n".join(f"{s.start_s:7.2f}-{s.end_s:7.2f} s  {s.label} {s.score:.3f}" for s in timeline.segments())
+
+
+def timeline_json(timeline: Timeline) -> str:
+    return json.dumps(timeline.to_json(), indent=2)

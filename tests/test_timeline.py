@@ -1,0 +1,133 @@
+"""Long videos as a timeline: windows, segments, bounded memory, short videos, bad spans."""
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from actionmoe.cli import main
+from actionmoe.data.decode import stream_frames
+from actionmoe.inference import Predictor
+from actionmoe.timeline import Timeline, Window, parse_span, predict_timeline
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory, shared_data) -> Path:
+    """Two minutes at 320x240, 25 fps: the four real videos re-encoded back to back, again and again."""
+    path = tmp_path_factory.mktemp("long") / "two_minutes.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 25.0, (320, 240))
+    written, sources = 0, sorted((shared_data / "videos").iterdir())
+    while written < 120 * 25:
+        for frame in stream_frames(sources[written % len(sources)], (240, 320)):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            written += 1
+            if written == 120 * 25:
+                break
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run) -> Predictor:
+    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
+
+
+def test_a_short_video_is_one_window_equal_to_the_plain_prediction(predictor, dataset_root):
+    video = next((dataset_root / "videos" / "move_up").iterdir())  # 12 frames at 25 fps: under 1 s
+    timeline = predict_timeline(predictor, video, "2.0", "1.0", top_k=3)
+    (window,) = timeline.windows
+    plain = predictor.predict(video, top_k=3).predictions
+    assert [p.label for p in window.predictions] == [p.label for p in plain]
+    assert np.allclose([p.score for p in window.predictions], [p.score for p in plain], atol=1e-6)
+    assert window.start_s == 0.0 and window.end_s == pytest.approx(12 / 25)
+
+
+@pytest.mark.slow
+def test_a_two_minute_video_streams_in_bounded_memory(predictor, long_video, tmp_path):
+    tracemalloc.start()
+    timeline = predict_timeline(predictor, long_video, "2.0", "1.0", top_k=2, batch_size=16)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(timeline.windows) == 119  # starts at 0, 1, ..., 118 s; each 2 s long
+    assert timeline.windows[-1].end_s == pytest.approx(120.0)
+    all_frames_resized = 3000 * 32 * 40 * 3  # what keeping every (already small) frame would take
+    assert peak < all_frames_resized / 2, f"peak {peak / 2**20:.1f} MiB"
+    segments = timeline.segments()
+    assert segments[0].start_s == 0.0 and segments[-1].end_s == pytest.approx(120.0)
+    assert all(a.end_s >= b.start_s for a, b in zip(segments, segments[1:]))
+
+
+def test_timeline_files_and_the_command(predictor, trained_run, shared_data, tmp_path, capsys):
+    video = shared_data / "videos" / "test.mp4"  # 300 frames at 30 fps: 10 s
+    out = tmp_path / "timeline.csv"
+    code = main(
+        [
+            "predict",
+            str(video),
+            "--checkpoint",
+            str(trained_run / "best.safetensors"),
+            "--window",
+            "60f",
+            "--stride",
+            "1.0",
+            "--out",
+            str(out),
+            "--top-k",
+            "2",
+        ]
+    )
+    assert code == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "start_s,end_s,label_1,score_1,label_2,score_2" and len(rows) == 1 + 9  # starts 0..8 s
+    assert (tmp_path / "timeline.png").stat().st_size > 2000
+    capsys.readouterr()
+    assert (
+        main(["predict", str(video), "--checkpoint", str(trained_run / "best.safetensors"), "--window", "2", "--json"])
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["fps"] == pytest.approx(30.0) and data["window_frames"] == 60 and len(data["windows"]) == 9
+    assert {"start_s", "end_s", "label", "score"} == set(data["segments"][0])
+
+
+def test_segments_merge_consecutive_windows():
+    from actionmoe.inference import Prediction
+
+    labels = ["walk", "walk", "run", "run", "run", "walk"]
+    windows = [Window(float(i), i + 2.0, [Prediction(label, 0.5 + 0.1 * (i % 2))]) for i, label in enumerate(labels)]
+    timeline = Timeline("x", 25.0, 50, 25, windows, np.zeros((6, 2)), ("run", "walk"))
+    assert [(s.start_s, s.end_s, s.label) for s in timeline.segments()] == [
+        (0.0, 3.0, "walk"),
+        (2.0, 6.0, "run"),
+        (5.0, 7.0, "walk"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "window, stride, message",
+    [
+        ("0", "1.0", "--window must be a positive number"),
+        ("2.0", "0", "--stride must be a positive number"),
+        ("2.0", "-1", "--stride must be a positive number"),
+        ("abc", "1.0", "--window must be"),
+    ],
+)
+def test_bad_spans_are_one_line_usage_errors(trained_run, shared_data, capsys, window, stride, message):
+    code = main(
+        [
+            "predict",
+            str(shared_data / "videos" / "test.avi"),
+            "--checkpoint",
+            str(trained_run / "best.safetensors"),
+            "--window",
+            window,
+            "--stride",
+            stride,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert parse_span("48f", "window") == (48.0, "frames") and parse_span("2.5s", "window") == (2.5, "seconds")
