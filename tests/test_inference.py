@@ -67,13 +67,18 @@ def test_exported_program_matches_the_model(trained_run, tmp_path, capsys):
         == 0
     )
     sidecar = json.loads((tmp_path / "model.pt2.json").read_text())
-    assert sidecar["input_shape"] == [2, 3, 8, 24, 24] and sidecar["classes"] == ["move_left", "move_right", "move_up"]
+    assert sidecar["input_shape"] == ["batch", 3, 8, 24, 24] and sidecar["classes"] == [
+        "move_left",
+        "move_right",
+        "move_up",
+    ]
     program = torch.export.load(str(out)).module()
     predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
-    clip = torch.randn(2, 3, 8, 24, 24)
-    with torch.no_grad():
-        expected = predictor.restored.model(clip).logits.softmax(dim=1)
-        assert torch.allclose(program(clip), expected, atol=1e-5)
+    for batch in (2, 3):  # the batch axis is dynamic
+        clip = torch.randn(batch, 3, 8, 24, 24)
+        with torch.no_grad():
+            expected = predictor.restored.model(clip).logits.softmax(dim=1)
+            assert torch.allclose(program(clip), expected, atol=1e-5)
     assert main(["export", "--checkpoint", str(trained_run / "missing.safetensors"), "--out", str(out)]) == 1
 
 
@@ -185,3 +190,50 @@ def test_batch_output_of_another_checkpoint_or_without_videos_is_refused(trained
     code = main(["predict", str(empty), "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "no video files" in err
+
+
+def test_onnx_export_matches_pytorch_in_onnxruntime(trained_run, dataset_root, tmp_path, capsys):
+    import onnxruntime
+
+    out = tmp_path / "model.onnx"
+    checkpoint = trained_run / "best.safetensors"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "onnx"]) == 0
+    sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert sidecar["format"] == "onnx" and sidecar["opset"] == 20 and sidecar["input_shape"][0] == "batch"
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = Predictor.from_checkpoint(checkpoint, device="cpu").restored.model
+    for batch in (1, 3):  # a trained router: ties between identical experts would break differently
+        clip = torch.randn(batch, 3, 8, 24, 24, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model(clip).logits.softmax(dim=1).numpy()
+        actual = session.run(None, {"clips": clip.numpy()})[0]
+        assert actual.shape == (batch, 3) and np.abs(actual - expected).max() < 1e-4
+
+    torch_predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    onnx_predictor = Predictor.from_checkpoint(out, device="cpu", engine="onnx")
+    videos = sorted((dataset_root / "videos" / "move_left").iterdir())[:3]
+    for mine, theirs in zip(onnx_predictor.predict(videos, top_k=3), torch_predictor.predict(videos, top_k=3)):
+        assert [p.label for p in mine.predictions] == [p.label for p in theirs.predictions]
+        assert np.allclose([p.score for p in mine.predictions], [p.score for p in theirs.predictions], atol=1e-4)
+    capsys.readouterr()
+    assert main(["predict", str(videos[0]), "--checkpoint", str(out), "--engine", "onnx", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["predictions"][0]["label"] in torch_predictor.classes
+
+
+def shared_video() -> Path:
+    return Path(__file__).parent / "fixtures" / "videos" / "test.avi"
+
+
+def test_onnx_without_its_sidecar_or_with_another_ones_is_one_line(trained_run, tmp_path, capsys):
+    checkpoint = trained_run / "best.safetensors"
+    for name in ("a.onnx", "b.onnx"):
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name), "--format", "onnx"]) == 0
+    video = tmp_path / "a.onnx"
+    (tmp_path / "a.onnx.json").unlink()
+    shutil.copy(tmp_path / "b.onnx.json", tmp_path / "c.onnx.json")
+    (tmp_path / "c.onnx").write_bytes((tmp_path / "b.onnx").read_bytes() + b"\0")  # another file, b's sidecar
+    capsys.readouterr()
+    for model, message in ((video, "a.onnx.json is missing"), (tmp_path / "c.onnx", "describes another model")):
+        code = main(["predict", str(shared_video()), "--checkpoint", str(model), "--engine", "onnx"])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and message in err, err

@@ -78,7 +78,7 @@ def predict_to_file(
     kind = out.suffix.lower()
     if kind not in (".csv", ".jsonl"):
         raise UsageError(f"--out must end in .csv or .jsonl, got {out.name}")
-    checkpoint = predictor.restored.sha256
+    checkpoint = predictor.checkpoint_sha256
     _drop_torn_tail(out)
     done = _done_paths(out, kind, checkpoint, top_k)
     todo = [video for video in videos if str(video) not in done]

@@ -161,6 +161,12 @@ def _add_predict(commands) -> None:
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
     _add_runtime_args(predict)
     predict.add_argument(
+        "--engine",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="onnx: run an exported ONNX model (--checkpoint model.onnx) with onnxruntime",
+    )
+    predict.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "fp16"],
         help="default: the checkpoint's training policy on this device",
@@ -187,10 +193,16 @@ def _add_predict(commands) -> None:
 
 
 def _add_export(commands) -> None:
-    export = commands.add_parser("export", help="a torch.export program (.pt2) of a checkpoint, for deployment")
+    export = commands.add_parser("export", help="a torch.export program (.pt2) or ONNX model of a checkpoint")
     export.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
     export.add_argument("--out", type=Path, required=True, help="e.g. model.pt2 (a .json sidecar is written beside)")
-    export.add_argument("--batch-size", type=int, default=1, help="batch size of the exported program (default 1)")
+    export.add_argument("--batch-size", type=int, default=1, help="example batch for tracing; the axis is dynamic")
+    export.add_argument(
+        "--format",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="torch: a torch.export program (.pt2); onnx: an ONNX model for onnxruntime",
+    )
     export.set_defaults(handler=cmd_export)
 
 
@@ -487,7 +499,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     videos = expand_inputs(args.videos)
     if args.window is not None:
         return _predict_timeline(args, videos)
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision, args.engine)
     if args.out is not None:
         summary = predict_to_file(predictor, videos, args.out, args.top_k, args.workers, args.batch_size)
         print(summary.line(), file=sys.stderr)
@@ -514,7 +526,7 @@ def _predict_timeline(args: argparse.Namespace, videos: list[Path]) -> int:
     if len(videos) != 1:
         raise UsageError(f"--window makes a timeline of one video; got {len(videos)}")
     parse_span(args.window, "window"), parse_span(args.stride, "stride")  # usage errors before loading anything
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision, args.engine)
     timeline = predict_timeline(predictor, videos[0], args.window, args.stride, args.top_k, args.batch_size)
     print(timeline_json(timeline) if args.json else timeline_summary(timeline))
     if args.out is not None:
@@ -525,7 +537,7 @@ def _predict_timeline(args: argparse.Namespace, videos: list[Path]) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from actionmoe.export import export_checkpoint
 
-    result = export_checkpoint(args.checkpoint, args.out, args.batch_size)
+    result = export_checkpoint(args.checkpoint, args.out, args.batch_size, args.format)
     print(f"{result.model_path} (input {list(result.input_shape)}); classes and preprocessing: {result.sidecar_path}")
     return 0
 

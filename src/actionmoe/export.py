@@ -1,15 +1,17 @@
-"""Export a checkpoint for deployment as a ``torch.export`` program (.pt2) plus a JSON sidecar.
+"""Export a checkpoint for deployment: a ``torch.export`` program (.pt2) or an ONNX model, plus a JSON sidecar.
 
 (TorchScript is deprecated in current PyTorch; ``torch.export`` programs load with
 ``torch.export.load`` and feed AOTInductor or ExecuTorch.)
 
-The exported graph takes a normalised clip batch [B, 3, T, H, W] (fixed shape, the one the
-checkpoint was trained for, batch size as given) and returns class probabilities [B, classes].
-The sidecar ``<file>.json`` holds the class names and the preprocessing a caller must apply.
+The exported graph takes a normalised clip batch [batch, 3, T, H, W] (T, H, W the ones the
+checkpoint was trained for; the batch axis is dynamic) and returns class probabilities
+[batch, classes]. The sidecar ``<file>.json`` holds the class names and the preprocessing a caller
+must apply; ``Predictor.from_onnx`` reads both and runs the model with onnxruntime.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,32 +38,71 @@ class Probabilities(nn.Module):
 class ExportResult:
     model_path: Path
     sidecar_path: Path
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int | str, ...]  # "batch" marks the dynamic axis
 
 
-def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1) -> ExportResult:
+ONNX_OPSET = 20
+FORMATS = ("torch", "onnx")
+
+
+def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str = "torch") -> ExportResult:
+    """A ``torch.export`` program (.pt2) or an ONNX model (.onnx) of ``checkpoint``, with a JSON sidecar.
+
+    Both take a float clip batch [batch, 3, T, H, W] with a dynamic batch axis (``batch_size`` is
+    the example batch used for tracing) and return class probabilities [batch, classes]. The
+    sidecar ``OUT.json`` records the classes, the preprocessing, the checkpoint's SHA-256 and the
+    exported file's, so a sidecar that belongs to another file is detected.
+    """
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.onnx'}")
+    ensure_writable(out.parent, "--out")
     restored = restore_model(checkpoint, "cpu")
     data = restored.config.data
-    shape = (batch_size, 3, data.clip_len, data.crop_size, data.crop_size)
+    # traced with at least 2 clips: a batch of 1 would be specialised and the batch axis lose its dynamism
+    example = torch.randn(max(2, batch_size), 3, data.clip_len, data.crop_size, data.crop_size)
     module = Probabilities(restored.model).eval()
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.pt2'}")
-    ensure_writable(out.parent, "--out")
+    batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
-        program = torch.export.export(module, (torch.randn(shape),))
-    write_atomically(out, lambda path: torch.export.save(program, str(path)))
+        if fmt == "onnx":
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=({0: batch},),
+                input_names=["clips"],
+                output_names=["probabilities"],
+                opset_version=ONNX_OPSET,
+            )
+            write_atomically(out, lambda path: program.save(str(path)))
+        else:
+            program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+            write_atomically(out, lambda path: torch.export.save(program, str(path)))
+    shape = ("batch", *example.shape[1:])
     sidecar = write_json(
-        out.with_name(out.name + ".json"),
+        sidecar_path(out),
         {
-            "format": "torch.export",
+            "format": "onnx" if fmt == "onnx" else "torch.export",
+            "opset": ONNX_OPSET if fmt == "onnx" else None,
             "input_shape": list(shape),
-            "input": "float32 clip [B, 3, T, H, W], RGB in [0, 1] then (x - mean) / std",
-            "output": "class probabilities [B, classes]",
+            "input": "float32 clips [batch, 3, T, H, W], RGB in [0, 1] then (x - mean) / std",
+            "output": "class probabilities [batch, classes]",
             "classes": list(restored.classes),
             "preprocessing": restored.meta["preprocessing"],
             "checkpoint_sha256": restored.sha256,
+            "model_sha256": file_sha256(out),
         },
     )
     return ExportResult(out, sidecar, shape)
+
+
+def sidecar_path(model: Path) -> Path:
+    return model.with_name(model.name + ".json")
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

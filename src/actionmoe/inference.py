@@ -14,6 +14,7 @@ the same view sampling, preprocessing object and multi-view routine as ``actionm
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,7 +32,7 @@ from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.device import choose_precision, inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.views import predict_views
-from actionmoe.errors import UsageError, VideoDecodeError
+from actionmoe.errors import CheckpointError, UsageError, VideoDecodeError
 
 
 @dataclass(frozen=True)
@@ -69,29 +70,127 @@ def _views_job(job: tuple[int, str, Preprocessing, str]) -> tuple[int, np.ndarra
     return index, views, None, time.perf_counter() - started
 
 
+class TorchEngine:
+    """The checkpoint's model in PyTorch, under the precision policy's autocast."""
+
+    def __init__(self, restored: RestoredModel, precision: str) -> None:
+        self.restored, self.precision = restored, precision
+
+    def view_probs(self, clips: torch.Tensor) -> torch.Tensor:
+        """[N, V, C, T, H, W] float clips -> [N, V, classes] probabilities."""
+        channels_last = self.restored.config.train.channels_last
+        return predict_views(self.restored.model, clips, self.precision, channels_last).probs
+
+
+class OnnxEngine:
+    """An exported ONNX model in onnxruntime (CUDA provider when present and asked for, else CPU)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def view_probs(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, views = clips.shape[:2]
+        flat = clips.flatten(0, 1).float().cpu().numpy()  # [N * V, C, T, H, W]
+        probs = self.session.run(None, {self.input_name: flat})[0]
+        return torch.from_numpy(probs).view(batch, views, -1)
+
+
 class Predictor:
-    def __init__(self, restored: RestoredModel, device: torch.device, precision: str | None = None) -> None:
-        self.restored, self.device = restored, device
-        data = restored.config.data
-        self.preprocessing = build_preprocessing(data)
-        self.decoder = data.decoder
-        self.reader = get_reader(data.decoder)
-        if precision is None:
-            self.precision = inference_precision(restored.config.train.precision, device)
-        else:
-            self.precision = choose_precision(precision, device.type, _capability(device)).precision
+    """Ranked actions from a checkpoint (PyTorch) or an exported ONNX model (onnxruntime), one pre-/post-processing.
+
+    Args:
+        engine: computes per-view probabilities from preprocessed clips.
+        classes: class names, in label order.
+        preprocessing: the training run's preprocessing (its test views).
+        decoder: the video reader to use.
+        device: where preprocessed clips go (the CPU for onnxruntime).
+        checkpoint_sha256: identifies the weights (recorded in batch outputs).
+        source: the checkpoint or ONNX file.
+        restored: the PyTorch model and its metadata (None for ONNX).
+    """
+
+    def __init__(
+        self,
+        engine,
+        classes: tuple[str, ...],
+        preprocessing: Preprocessing,
+        decoder: str,
+        device: torch.device,
+        checkpoint_sha256: str,
+        source: Path,
+        restored: RestoredModel | None = None,
+    ) -> None:
+        self.engine, self._classes, self.preprocessing = engine, classes, preprocessing
+        self.decoder, self.reader, self.device = decoder, get_reader(decoder), device
+        self.checkpoint_sha256, self.source, self.restored = checkpoint_sha256, source, restored
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str | None = None) -> Predictor:
-        """``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", precision: str | None = None, engine: str = "torch"
+    ) -> Predictor:
+        """``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16.
+        ``engine="onnx"`` reads an exported ONNX model instead (``path`` is then the .onnx file)."""
+        if engine == "onnx":
+            return cls.from_onnx(path, device)
+        if engine != "torch":
+            raise UsageError(f"--engine must be torch or onnx, got {engine!r}")
         if precision not in (None, "auto", "fp32", "bf16", "fp16"):
             raise UsageError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
         target = pick_device(device)
-        return cls(restore_model(Path(path), target), target, precision)
+        restored = restore_model(Path(path), target)
+        if precision is None:
+            chosen = inference_precision(restored.config.train.precision, target)
+        else:
+            chosen = choose_precision(precision, target.type, _capability(target)).precision
+        data = restored.config.data
+        return cls(
+            TorchEngine(restored, chosen),
+            restored.classes,
+            build_preprocessing(data),
+            data.decoder,
+            target,
+            restored.sha256,
+            Path(path),
+            restored,
+        )
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, device: str = "auto") -> Predictor:
+        """An ONNX model written by ``actionmoe export --format onnx``, with its sidecar ``PATH.json``.
+
+        Raises:
+            CheckpointError: no such file, no sidecar, or a sidecar written for another file.
+            UsageError: onnxruntime is not installed.
+        """
+        from actionmoe.export import file_sha256, sidecar_path
+
+        path = Path(path)
+        sidecar = _read_sidecar(path, sidecar_path(path))
+        if sidecar.get("model_sha256") != file_sha256(path):
+            raise CheckpointError(f"{sidecar_path(path)} describes another model than {path}; export again")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise UsageError("--engine onnx needs onnxruntime: pip install 'actionmoe[export]'") from None
+        wanted = "CUDAExecutionProvider" if pick_device(device).type == "cuda" else "CPUExecutionProvider"
+        available = onnxruntime.get_available_providers()
+        providers = [wanted, "CPUExecutionProvider"] if wanted in available else ["CPUExecutionProvider"]
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
+        preprocessing = _preprocessing_from_record(sidecar["preprocessing"])
+        return cls(
+            OnnxEngine(session),
+            tuple(sidecar["classes"]),
+            preprocessing,
+            sidecar["preprocessing"]["decoder"],
+            torch.device("cpu"),
+            sidecar["checkpoint_sha256"],
+            path,
+        )
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return self.restored.classes
+        return self._classes
 
     def predict(self, video, top_k: int = 5):
         """Ranked actions of a path (VideoPrediction), a list of paths (list) or frames [T, H, W, 3] uint8.
@@ -157,12 +256,39 @@ class Predictor:
         rng = np.random.default_rng(0)
         batch = torch.stack([self.preprocessing.worker(v, False, rng) for v in views])  # [N, V', ...]
         clips = self.preprocessing.on_device(batch, self.device, False)  # [N, V', C, T, H, W]
-        out = predict_views(self.restored.model, clips, self.precision, self.restored.config.train.channels_last)
-        return out.video_probs().cpu().numpy()
+        return self.engine.view_probs(clips).mean(dim=1).cpu().numpy()  # softmax averaged over the views
 
     def _ranked(self, probs: np.ndarray, top_k: int) -> list[Prediction]:
         order = np.argsort(-probs, kind="stable")[:top_k]
         return [Prediction(self.classes[i], float(probs[i])) for i in order]
+
+
+def _read_sidecar(path: Path, sidecar: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"no ONNX model at {path}")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{sidecar} is missing: it holds the classes and preprocessing; export again")
+    try:
+        record = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{sidecar} is damaged ({exc.msg}); export again") from exc
+    if record.get("format") != "onnx" or not {"classes", "preprocessing", "checkpoint_sha256"} <= set(record):
+        raise CheckpointError(f"{sidecar} is not the sidecar of an actionmoe ONNX export; export again")
+    return record
+
+
+def _preprocessing_from_record(record: dict) -> Preprocessing:
+    """The inference half of the preprocessing, from the keys a checkpoint records."""
+    return Preprocessing(
+        clip_len=record["clip_len"],
+        resize=tuple(record["resize"]),
+        presample_frames=record["presample_frames"],
+        crop_size=record["crop_size"],
+        test_clips=record["test_clips"],
+        test_crops=record["test_crops"],
+        mean=tuple(record["mean"]),
+        std=tuple(record["std"]),
+    )
 
 
 def _check_top_k(top_k: int) -> None:

@@ -45,7 +45,7 @@ def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, top_k
         raise ActionMoEError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
         ) from exc
-    print(f"serving {predictor.restored.path} at {server.url} (Ctrl-C to stop)", flush=True)
+    print(f"serving {predictor.source} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -84,7 +84,7 @@ class PredictionHandler(http.server.BaseHTTPRequestHandler):
             self._send(200, self.server.page, "text/html; charset=utf-8")
         elif self.path == "/api/info":
             predictor = self.server.predictor
-            self._send_json(200, {"classes": list(predictor.classes), "checkpoint": predictor.restored.path.name})
+            self._send_json(200, {"classes": list(predictor.classes), "checkpoint": predictor.source.name})
         else:
             self._send_json(404, {"error": f"no such page: {self.path}"})
 
