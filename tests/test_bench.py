@@ -48,3 +48,15 @@ def test_bench_train_reports_the_end_to_end_ratio(capsys):
     assert row["precision"] == "fp32" and row["skipped_videos"] == 0
     text = format_train_benchmark(result)
     assert "ratio" in text and "not measured (CPU)" in text and result["machine"]["date"] in text
+
+
+def test_bench_predict_structure(trained_run, dataset_root):
+    from actionmoe.bench.predict import format_predict_benchmark, run_predict_benchmark
+
+    result = run_predict_benchmark(trained_run / "best.safetensors", dataset_root / "videos" / "move_up", repeats=1)
+    measures = [row["measure"] for row in result["rows"]]
+    assert measures[:2] == ["predict_many, 1 decoding process(es)", "predict_many, 2 decoding process(es)"]
+    assert all(row["rate"] > 0 for row in result["rows"]) and result["videos"] == 10
+    assert result["rows"][3]["max_probability_difference"] < 1e-4
+    assert result["onnx_vs_torch"] == result["rows"][3]["rate"] / result["rows"][2]["rate"]
+    assert "onnxruntime / PyTorch" in format_predict_benchmark(result)

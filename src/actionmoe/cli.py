@@ -240,6 +240,12 @@ def _add_bench(commands) -> None:
     bench_train.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_config_args(bench_train, default="hmdb51")
     bench_train.set_defaults(handler=cmd_bench_train)
+    bench_predict = bench_commands.add_parser("predict", help="predict_many videos/s and onnxruntime vs PyTorch")
+    bench_predict.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
+    bench_predict.add_argument("--videos", required=True, help="a folder (or glob) of videos to predict")
+    bench_predict.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
+    bench_predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench_predict.set_defaults(handler=cmd_bench_predict)
     bench.set_defaults(handler=lambda _: bench.print_help(sys.stderr) or 2)
 
 
@@ -590,6 +596,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     summary = run_ablation(args.config, variants, args.seeds, args.out, tuple(base))
     print(ablation_markdown(summary), end="")
     print(f"written: {args.out / 'ablation.md'}, ablation.json, ablation.png")
+    return 0
+
+
+def cmd_bench_predict(args: argparse.Namespace) -> int:
+    from actionmoe.bench.predict import format_predict_benchmark, run_predict_benchmark
+
+    if args.repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    result = run_predict_benchmark(args.checkpoint, Path(args.videos), args.repeats)
+    _print(result, args.json, format_predict_benchmark(result))
     return 0
 
 

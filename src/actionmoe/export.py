@@ -11,7 +11,9 @@ must apply; ``Predictor.from_onnx`` reads both and runs the model with onnxrunti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +70,16 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
         if fmt == "onnx":
-            program = torch.onnx.export(
-                module,
-                (example,),
-                dynamo=True,
-                dynamic_shapes=({0: batch},),
-                input_names=["clips"],
-                output_names=["probabilities"],
-                opset_version=ONNX_OPSET,
-            )
+            with contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress; stdout is for results
+                program = torch.onnx.export(
+                    module,
+                    (example,),
+                    dynamo=True,
+                    dynamic_shapes=({0: batch},),
+                    input_names=["clips"],
+                    output_names=["probabilities"],
+                    opset_version=ONNX_OPSET,
+                )
             write_atomically(out, lambda path: program.save(str(path)))
         else:
             program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))

@@ -175,7 +175,9 @@ class Predictor:
             raise UsageError("--engine onnx needs onnxruntime: pip install 'actionmoe[export]'") from None
         wanted = "CUDAExecutionProvider" if pick_device(device).type == "cuda" else "CPUExecutionProvider"
         available = onnxruntime.get_available_providers()
-        providers = [wanted, "CPUExecutionProvider"] if wanted in available else ["CPUExecutionProvider"]
+        providers = list(
+            dict.fromkeys([wanted, "CPUExecutionProvider"] if wanted in available else ["CPUExecutionProvider"])
+        )
         session = onnxruntime.InferenceSession(str(path), providers=providers)
         preprocessing = _preprocessing_from_record(sidecar["preprocessing"])
         return cls(
