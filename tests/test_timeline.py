@@ -131,3 +131,52 @@ def test_bad_spans_are_one_line_usage_errors(trained_run, shared_data, capsys, w
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
     assert parse_span("48f", "window") == (48.0, "frames") and parse_span("2.5s", "window") == (2.5, "seconds")
+
+
+@pytest.fixture(scope="module")
+def motion_model(dataset_root, tmp_path_factory) -> Path:
+    """The tiny model trained until it tells its motions apart (the easy recipe of tests/engine/test_training.py)."""
+    from actionmoe.workflows import run_training
+    from tests.helpers import tiny_config
+
+    easy = [
+        "train.epochs=12",
+        "model.feature_dropout=0.0",
+        "model.expert_dropout=0.0",
+        "data.train_sampling=uniform",
+        "data.resize=[32,32]",
+        "data.crop_size=32",
+        "train.scheduler=plateau",
+        "train.lr=0.0005",
+        "data.val_on_test=true",
+    ]
+    run_dir = tmp_path_factory.mktemp("motion_model") / "run"
+    run_training(tiny_config(dataset_root, *easy), run_dir)
+    return run_dir / "best.safetensors"
+
+
+@pytest.mark.slow
+def test_the_top_label_changes_between_two_motions_back_to_back(motion_model, dataset_root, tmp_path):
+    predictor = Predictor.from_checkpoint(motion_model, device="cpu")
+    halves = {}
+    for motion in ("move_up", "move_left"):  # clips the plain prediction gets right: the model is strong enough
+        clips = [
+            v
+            for v in sorted((dataset_root / "videos" / motion).iterdir())
+            if predictor.predict(v, 1).predictions[0].label == motion
+        ]
+        assert len(clips) >= 2, f"the tiny model does not recognise {motion}; train it longer"
+        halves[motion] = clips[:2]
+    video = tmp_path / "up_then_left.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"XVID"), 25.0, (48, 40))
+    for clip in halves["move_up"] + halves["move_left"]:  # 4 clips of 12 frames: 48 frames, 1.92 s
+        for frame in stream_frames(clip, None):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    timeline = predict_timeline(predictor, video, "12f", "12f", top_k=1)
+    tops = [w.predictions[0].label for w in timeline.windows]
+    assert len(tops) == 4 and tops[:2] == ["move_up", "move_up"] and tops[2:] == ["move_left", "move_left"]
+    assert [(s.label, round(s.start_s, 2), round(s.end_s, 2)) for s in timeline.segments()] == [
+        ("move_up", 0.0, 0.96),
+        ("move_left", 0.96, 1.92),
+    ]

@@ -213,6 +213,10 @@ def _add_serve(commands) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     _add_runtime_args(serve)
     serve.add_argument("--top-k", type=int, default=5, help="how many classes to answer with (default 5)")
+    serve.add_argument("--workers", type=int, default=1, help="predictions at once (default 1)")
+    serve.add_argument("--queue", type=int, default=4, help="predictions waiting; more get 503 (default 4)")
+    serve.add_argument("--max-upload-mb", type=int, default=512, help="largest upload accepted (default 512)")
+    serve.add_argument("--timeout", type=float, default=300.0, help="time limit of one prediction (default 300 s)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -550,9 +554,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from actionmoe.inference import Predictor
-    from actionmoe.web.server import serve
+    from actionmoe.web.server import ServiceLimits, serve
 
-    serve(Predictor.from_checkpoint(args.checkpoint, args.device), args.host, args.port, args.top_k)
+    if args.workers < 1 or args.queue < 0 or args.max_upload_mb < 1 or args.timeout <= 0:
+        raise UsageError("--workers and --max-upload-mb must be at least 1, --queue 0 or more, --timeout positive")
+    limits = ServiceLimits(args.max_upload_mb << 20, args.workers, args.queue, args.timeout)
+    serve(Predictor.from_checkpoint(args.checkpoint, args.device), args.host, args.port, args.top_k, limits)
     return 0
 
 

@@ -1,68 +1,178 @@
-"""The upload page and JSON API: real HTTP on loopback, and a real headless Chromium (Debian's)."""
+"""The service: FastAPI's test client, real HTTP to uvicorn on loopback, and Debian's headless Chromium."""
 
 import json
 import shutil
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from actionmoe.inference import Predictor
-from actionmoe.web.server import PredictionServer
+from actionmoe.web.server import ServiceLimits, create_app, safe_suffix
 
 CHROMIUM = shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
-def server(trained_run):
-    predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
-    server = PredictionServer(("127.0.0.1", 0), predictor, top_k=3, max_upload_bytes=2_000_000)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def predictor(trained_run) -> Predictor:
+    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
 
 
-def post(url: str, body: bytes, name: str = "clip.avi") -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/octet-stream", "X-Filename": name}
+@pytest.fixture
+def uploads(tmp_path) -> Path:
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def client(predictor, uploads):
+    app = create_app(
+        predictor, top_k=3, limits=ServiceLimits(max_upload_bytes=2_000_000, workers=2, queue=30), upload_dir=uploads
     )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    with TestClient(app) as client:
+        yield client
 
 
-def a_video(dataset_root):
+def a_video(dataset_root) -> Path:
     return next((dataset_root / "videos" / "move_up").iterdir())
 
 
-def test_api_predicts_an_uploaded_video(server, dataset_root):
+def expected(predictor, video, top_k=3) -> list[tuple[str, float]]:
+    return [(p.label, p.score) for p in predictor.predict(video, top_k).predictions]
+
+
+def test_multipart_and_raw_uploads_equal_predict(client, predictor, dataset_root, uploads):
     video = a_video(dataset_root)
-    status, body = post(server.url + "api/predict", video.read_bytes(), video.name)
-    assert status == 200 and body["video"] == video.name
-    expected = server.predictor.predict(video, 3).predictions
-    assert [p["label"] for p in body["predictions"]] == [p.label for p in expected]
-    assert [p["score"] for p in body["predictions"]] == pytest.approx([p.score for p in expected], abs=1e-6)
+    multipart = client.post("/api/predict", files={"file": (video.name, video.read_bytes(), "video/x-msvideo")})
+    raw = client.post("/api/predict", content=video.read_bytes(), headers={"X-Filename": video.name})
+    for response in (multipart, raw):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["video"] == video.name and body["error"] is None
+        got = [(p["label"], p["score"]) for p in body["predictions"]]
+        assert [g[0] for g in got] == [e[0] for e in expected(predictor, video)]
+        assert [g[1] for g in got] == pytest.approx([e[1] for e in expected(predictor, video)], abs=1e-6)
+    assert list(uploads.iterdir()) == []  # every upload deleted after use
 
 
-def test_api_errors_are_json_with_a_reason(server):
-    status, body = post(server.url + "api/predict", b"not a video at all", "holiday.mp4")
-    assert status == 422 and "holiday.mp4" in body["error"] and "actionmoe-upload" not in body["error"]
-    status, body = post(server.url + "api/predict", b"x" * 2_000_001)
-    assert status == 413 and "too large" in body["error"]
-    status, body = post(server.url + "api/nothing", b"x")
-    assert status == 404
-    with urllib.request.urlopen(server.url + "api/info") as response:
-        assert json.loads(response.read())["classes"] == ["move_left", "move_right", "move_up"]
+def test_errors_are_json_with_a_reason(client, uploads):
+    assert client.post("/api/predict", content=b"x" * 2_000_001).status_code == 413
+    text = client.post("/api/predict", files={"file": ("notes.txt", b"not a video\n" * 100, "text/plain")})
+    assert text.status_code == 422 and "notes.txt" in text.json()["error"] and "not a video" in text.json()["error"]
+    garbage = client.post("/api/predict", files={"file": ("clip.avi", b"garbage", "video/x-msvideo")})
+    assert garbage.status_code == 422 and "clip.avi" in garbage.json()["error"]
+    assert "/tmp" not in garbage.json()["error"]  # the temporary file's name is not shown
+    assert client.post("/api/predict", content=b"").status_code == 400
+    assert client.post("/api/predict?top_k=0", content=b"x").status_code == 400
+    assert client.get("/api/nothing").status_code == 404
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/api/info").json()["classes"] == ["move_left", "move_right", "move_up"]
+    assert "/api/predict" in client.get("/openapi.json").json()["paths"] and client.get("/docs").status_code == 200
+    assert list(uploads.iterdir()) == []
+
+
+def test_a_traversal_file_name_never_writes_outside_the_upload_folder(client, dataset_root, uploads, tmp_path):
+    video = a_video(dataset_root)
+    for name in ("../../x.mp4", "..\\..\\y.avi", "/etc/z.avi", "a/../../../w.mp4"):
+        response = client.post("/api/predict", files={"file": (name, video.read_bytes(), "video/mp4")})
+        assert response.status_code == 200, response.text
+    assert safe_suffix("../../x.mp4") == ".mp4" and safe_suffix("evil.mp4/../../x") == ".bin"
+    assert not any(Path(p).exists() for p in (tmp_path / "x.mp4", tmp_path.parent / "x.mp4", Path("/etc/z.avi")))
+    assert list(uploads.iterdir()) == []
+
+
+def test_a_long_video_as_a_timeline(client, shared_data):
+    video = shared_data / "videos" / "test.mp4"  # 10 s
+    response = client.post(
+        "/api/predict?window=2.0&stride=1.0&top_k=1", files={"file": (video.name, video.read_bytes(), "video/mp4")}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["windows"]) == 9 and body["segments"][-1]["end_s"] == pytest.approx(10.0)
+    assert client.post("/api/predict?window=0", files={"file": ("a.mp4", video.read_bytes())}).status_code == 400
+
+
+def test_twenty_concurrent_uploads_are_all_answered_correctly(client, predictor, dataset_root):
+    videos = sorted((dataset_root / "videos").glob("*/*.avi"))[:20]
+
+    def upload(video):
+        return video, client.post("/api/predict", files={"file": (video.name, video.read_bytes(), "video/avi")})
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(upload, videos))
+    for video, response in answers:
+        assert response.status_code == 200, response.text
+        assert [p["label"] for p in response.json()["predictions"]] == [e[0] for e in expected(predictor, video)]
+
+
+def test_a_full_pool_answers_503_with_retry_after(predictor, dataset_root, uploads, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    original = predictor.predict
+
+    def slow_predict(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "predict", slow_predict)
+    app = create_app(predictor, limits=ServiceLimits(workers=1, queue=0), upload_dir=uploads)
+    video = a_video(dataset_root).read_bytes()
+    with TestClient(app) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(client.post, "/api/predict", files={"file": ("a.avi", video)})
+        assert entered.wait(30)  # the first upload holds the only slot
+        busy = client.post("/api/predict", files={"file": ("b.avi", video)})
+        release.set()
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "2" and "busy" in busy.json()["error"]
+        assert first.result(timeout=60).status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(predictor):
+    """uvicorn on a loopback port, as ``actionmoe serve`` runs it."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(predictor, top_k=3), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_real_http_to_uvicorn(live_server, dataset_root):
+    video = a_video(dataset_root)
+    request = urllib.request.Request(
+        live_server + "api/predict", data=video.read_bytes(), method="POST", headers={"X-Filename": video.name}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200 and json.loads(response.read())["video"] == video.name
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(urllib.request.Request(live_server + "api/predict", data=b"junk", method="POST"))
+    assert info.value.code == 422
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_upload_page_in_a_real_browser(server, dataset_root, tmp_path):
+def test_upload_page_in_a_real_browser(live_server, predictor, dataset_root, shared_data, tmp_path):
     from playwright.sync_api import sync_playwright
 
     video = a_video(dataset_root)
@@ -81,18 +191,20 @@ def test_upload_page_in_a_real_browser(server, dataset_root, tmp_path):
             ],
         )
         page = browser.new_page()
-        page.goto(server.url)
+        page.goto(live_server)
         page.wait_for_function("document.getElementById('model').textContent.includes('3 classes')")
         page.set_input_files("#video", str(video))
         page.click("#submit")
         page.wait_for_function("document.getElementById('top').textContent.length > 0", timeout=60_000)
-        top = page.inner_text("#top")
-        assert top == server.predictor.predict(video, 1).predictions[0].label
+        assert page.inner_text("#top") == predictor.predict(video, 1).predictions[0].label
         assert page.locator("#results tbody tr").count() == 3
+        page.set_input_files("#video", str(shared_data / "videos" / "test.mp4"))  # 10 s: a timeline too
+        page.click("#submit")
+        page.wait_for_selector("#timeline:not([hidden]) .segment", timeout=120_000)
+        assert page.locator("#timeline .segment").count() >= 1
         page.screenshot(path=str(tmp_path / "page.png"))
         page.set_input_files("#video", str(garbage))
         page.click("#submit")
         page.wait_for_function("document.getElementById('status').className === 'error'", timeout=60_000)
         assert "broken.avi" in page.inner_text("#status")
         browser.close()
-    assert (tmp_path / "page.png").stat().st_size > 5000

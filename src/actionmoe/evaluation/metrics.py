@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from actionmoe.engine.metrics import topk_correct
 from actionmoe.errors import UsageError
 
 
@@ -16,9 +18,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of rows whose label is among the k highest scores; scores [N, C], labels [N]."""
     if len(labels) == 0:
         return float("nan")
-    k = min(k, scores.shape[1])
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float((top == labels[:, None]).any(axis=1).mean())
+    (correct,) = topk_correct(torch.from_numpy(np.asarray(scores)), torch.from_numpy(np.asarray(labels)), (k,))
+    return correct / len(labels)
 
 
 def confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
