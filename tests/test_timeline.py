@@ -180,3 +180,36 @@ def test_the_top_label_changes_between_two_motions_back_to_back(motion_model, da
         ("move_up", 0.0, 0.96),
         ("move_left", 0.96, 1.92),
     ]
+
+
+def write_gop_video(path: Path, seconds: int = 20, gop: int = 25) -> Path:
+    """MPEG-4 at 25 fps with a key frame every ``gop`` frames, written with PyAV."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = gop
+        for index in range(seconds * 25):
+            image = np.full((48, 64, 3), (index * 7) % 255, np.uint8) + rng.integers(0, 20, (48, 64, 3), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_sparse_windows_seek_instead_of_decoding_everything(predictor, tmp_path, monkeypatch):
+    from actionmoe import timeline as timeline_module
+    from actionmoe.data import decode
+
+    video = write_gop_video(tmp_path / "gop.avi")  # 500 frames
+    stats = {}
+    real_seek = decode.seek_frames
+    monkeypatch.setattr(timeline_module, "seek_frames", lambda *args: real_seek(*args, stats=stats))
+    seeked = predict_timeline(predictor, video, "10f", "100f", top_k=3, seek=None)  # gaps: seeks by itself
+    streamed = predict_timeline(predictor, video, "10f", "100f", top_k=3, seek=False)
+    assert [w.start_s for w in seeked.windows] == [0.0, 4.0, 8.0, 12.0, 16.0] == [w.start_s for w in streamed.windows]
+    assert np.allclose(seeked.probabilities, streamed.probabilities, atol=1e-6)
+    assert 0 < stats["decoded"] < 500 / 2  # each window decodes from the key frame before it, not from the start

@@ -3,14 +3,16 @@
     actionmoe predict match.mp4 --checkpoint best.safetensors --window 2.0 --stride 1.0 --out timeline.json
 
 A window of W frames is sampled exactly as a whole test video is (``presample_frames`` uniform
-frames, then the test views). The video is decoded once, in order (``data.decode.stream_frames``);
-only the frames that pending windows still need are kept, so memory stays bounded for an hour of
-footage. A video shorter than one window gives one window: the plain prediction of the file.
+frames, then the test views). Overlapping windows: the video is decoded once, in order
+(``data.decode.stream_frames``), keeping only the frames pending windows still need, so memory
+stays bounded for an hour of footage. Windows with gaps between them: PyAV seeks to each
+(``data.decode.seek_frames``). A video shorter than one window gives one window: the plain prediction of the file.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
 import re
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actionmoe.data.decode import stream_frames, video_fps
+from actionmoe.data.decode import seek_frames, stream_frames, video_fps
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.errors import UsageError
 from actionmoe.files import write_atomically, write_json
@@ -95,7 +97,13 @@ def parse_span(text: str, name: str) -> tuple[float, str]:
 
 
 def predict_timeline(
-    predictor: Predictor, video: Path, window: str, stride: str, top_k: int = 3, batch_size: int = 8
+    predictor: Predictor,
+    video: Path,
+    window: str,
+    stride: str,
+    top_k: int = 3,
+    batch_size: int = 8,
+    seek: bool | None = None,
 ) -> Timeline:
     """Classify overlapping windows of ``video``; ``window`` and ``stride`` as ``parse_span`` reads them.
 
@@ -111,7 +119,7 @@ def predict_timeline(
     offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
     windows, probabilities = [], []
     for starts, views in _batches(
-        _window_views(stream_frames(video, predictor.preprocessing.resize), offsets, stride_frames), batch_size
+        _views(video, offsets, window_frames, stride_frames, fps, predictor, seek), batch_size
     ):
         probs = predictor._video_probs(views)  # [B, classes]
         probabilities.append(probs)
@@ -124,6 +132,47 @@ def predict_timeline(
     return Timeline(
         str(video), fps, window_frames, stride_frames, windows, np.concatenate(probabilities), predictor.classes
     )
+
+
+def _views(
+    video: Path,
+    offsets: np.ndarray,
+    window_frames: int,
+    stride_frames: int,
+    fps: float,
+    predictor: Predictor,
+    seek: bool | None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Window views: by seeking to each window when windows leave gaps (PyAV), else by one pass in order.
+
+    ``seek`` forces one way (None: seek when the stride is longer than the window and PyAV is there).
+    """
+    if seek is None:
+        seek = stride_frames > window_frames and importlib.util.find_spec("av") is not None
+    if not seek:
+        return _window_views(stream_frames(video, predictor.preprocessing.resize), offsets, stride_frames)
+    return _seeked_views(video, offsets, stride_frames, fps, predictor.preprocessing.resize)
+
+
+def _seeked_views(video: Path, offsets: np.ndarray, stride: int, fps: float, size) -> Iterator[tuple[int, np.ndarray]]:
+    last = int(offsets.max())
+    total = _frame_count(video)
+    spans = [(start, start + last) for start in range(0, max(total - last, 0), stride)]
+    for start, frames in seek_frames(video, spans, fps, size):
+        wanted = [start + int(o) for o in offsets.reshape(-1)]
+        if not all(index in frames for index in wanted):  # the stream ended early (a header overstated it)
+            return
+        yield start, np.stack([frames[i] for i in wanted]).reshape(*offsets.shape, *frames[wanted[0]].shape)
+
+
+def _frame_count(video: Path) -> int:
+    import av
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        return round(float(stream.duration * stream.time_base) * float(stream.average_rate)) if stream.duration else 0
 
 
 def _frames(value: float, unit: str, fps: float) -> int:

@@ -370,3 +370,45 @@ def video_fps(path: Path) -> float:
     except Exception:  # PyAV raises several error types for unreadable files; the decode reports them
         fps = 0.0
     return fps if fps > 0 else 25.0
+
+
+def seek_frames(
+    path: Path, spans: list[tuple[int, int]], fps: float, size: Size | None, stats: dict | None = None
+) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+    """For each (first, last) frame span, seek there with PyAV and decode just that span: (first, {index: frame}).
+
+    For timelines whose windows leave gaps (stride longer than the window): decoding starts at the
+    key frame before each span instead of running through the whole video. Frame indices come from
+    the frames' timestamps. ``stats["decoded"]`` counts the frames decoded.
+
+    Raises:
+        VideoDecodeError: the file cannot be decoded; ImportError without PyAV.
+    """
+    import av
+
+    check_readable(path)
+    check_is_video(path)
+    stats = stats if stats is not None else {}
+    stats.setdefault("decoded", 0)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for first, last in spans:
+                container.seek(int(first / fps / stream.time_base), stream=stream, backward=True, any_frame=False)
+                yield first, _decode_span(container, stream, first, last, fps, size, stats)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoDecodeError(f"{path}: cannot decode ({exc})") from exc
+
+
+def _decode_span(
+    container, stream, first: int, last: int, fps: float, size: Size | None, stats: dict
+) -> dict[int, np.ndarray]:
+    frames: dict[int, np.ndarray] = {}
+    for frame in container.decode(stream):
+        stats["decoded"] += 1
+        index = round(float(frame.pts * stream.time_base) * fps) if frame.pts is not None else first + len(frames)
+        if index > last:
+            break
+        if index >= first:
+            frames[index] = resize_frame(frame.to_ndarray(format="rgb24"), size)
+    return frames
