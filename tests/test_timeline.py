@@ -135,21 +135,11 @@ def test_bad_spans_are_one_line_usage_errors(trained_run, shared_data, capsys, w
 
 @pytest.fixture(scope="module")
 def motion_model(dataset_root, tmp_path_factory) -> Path:
-    """The tiny model trained until it tells its motions apart (the easy recipe of tests/engine/test_training.py)."""
+    """The tiny model trained until it tells its motions apart (tests.helpers.EASY, validated on the test videos)."""
     from actionmoe.workflows import run_training
-    from tests.helpers import tiny_config
+    from tests.helpers import EASY, tiny_config
 
-    easy = [
-        "train.epochs=12",
-        "model.feature_dropout=0.0",
-        "model.expert_dropout=0.0",
-        "data.train_sampling=uniform",
-        "data.resize=[32,32]",
-        "data.crop_size=32",
-        "train.scheduler=plateau",
-        "train.lr=0.0005",
-        "data.val_on_test=true",
-    ]
+    easy = [*EASY, "data.val_on_test=true"]
     run_dir = tmp_path_factory.mktemp("motion_model") / "run"
     run_training(tiny_config(dataset_root, *easy), run_dir)
     return run_dir / "best.safetensors"

@@ -15,7 +15,7 @@ from actionmoe.cli import main
 from actionmoe.config import SynthConfig
 from actionmoe.engine.checkpoint import load_checkpoint
 from actionmoe.workflows import run_training
-from tests.helpers import cli_args, epochs_logged, tiny_config
+from tests.helpers import EASY, cli_args, epochs_logged, tiny_config
 
 
 def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -23,18 +23,7 @@ def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_loss_falls_and_accuracy_beats_chance(dataset_root, tmp_path):
-    # no augmentation or dropout: on 17 clips the model should fit the training set within a few epochs
-    easy = [
-        "train.epochs=12",
-        "model.feature_dropout=0.0",
-        "model.expert_dropout=0.0",
-        "data.train_sampling=uniform",
-        "data.resize=[32,32]",
-        "data.crop_size=32",
-        "train.scheduler=plateau",
-        "train.lr=0.0005",
-    ]
-    result = run_training(tiny_config(dataset_root, *easy), tmp_path / "run")
+    result = run_training(tiny_config(dataset_root, *EASY), tmp_path / "run")
     rows = epochs_logged(tmp_path / "run")
     assert len(rows) == 12 and result.trained
     first, last = [r["task_loss"] for r in rows[:2]], [r["task_loss"] for r in rows[-2:]]
