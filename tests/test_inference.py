@@ -237,3 +237,49 @@ def test_onnx_without_its_sidecar_or_with_another_ones_is_one_line(trained_run, 
         code = main(["predict", str(shared_video()), "--checkpoint", str(model), "--engine", "onnx"])
         err = capsys.readouterr().err
         assert code == 1 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.slow
+def test_batch_prediction_killed_midway_resumes_without_redoing(trained_run, dataset_root, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    sources = sorted((dataset_root / "videos").glob("*/*.avi"))
+    for index in range(240):  # enough work that the kill lands midway
+        shutil.copy(sources[index % len(sources)], folder / f"clip_{index:03d}.avi")
+    out = tmp_path / "predictions.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "actionmoe",
+        "-q",
+        "predict",
+        str(folder),
+        "--checkpoint",
+        str(trained_run / "best.safetensors"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 10:
+            break
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = [json.loads(line)["path"] for line in out.read_text().splitlines() if line.endswith("}")]
+    assert 10 <= len(done) < 240, "the run was not killed midway"
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"{240 - len(done)} videos predicted now, {len(done)} already there" in result.stderr
+    paths = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir()) and len(set(paths)) == 240
