@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from actionmoe.acquire.hmdb51 import AcquireResult
 from actionmoe.data.splits import SplitOptions, load_splits
 from actionmoe.errors import ActionMoEError, DatasetError, DownloadError, UsageError
 from actionmoe.files import ensure_writable, write_json
@@ -47,19 +48,11 @@ def parse_hub_source(text: str) -> HubSource:
     return HubSource(match["repo"] or DEFAULT_REPO, match["revision"])
 
 
-@dataclass(frozen=True)
-class HubResult:
-    root: Path
-    did_work: bool
-    classes: tuple[str, ...]
-    message: str
-
-
 def hub_is_complete(root: Path) -> bool:
     return (root / MARKER).is_file()
 
 
-def acquire_from_hub(root: Path, source: HubSource, on_missing: str = "error") -> HubResult:
+def acquire_from_hub(root: Path, source: HubSource, on_missing: str = "error") -> AcquireResult:
     """Download the Hub copy into ``root`` (resuming), check it, and mark it complete.
 
     Raises:
@@ -70,13 +63,15 @@ def acquire_from_hub(root: Path, source: HubSource, on_missing: str = "error") -
     """
     if hub_is_complete(root):
         classes = tuple(json.loads((root / MARKER).read_text())["classes"])
-        return HubResult(root, False, classes, f"{root} is already complete ({len(classes)} classes); nothing to do")
+        return AcquireResult(
+            root, False, classes, f"{root} is already complete ({len(classes)} classes); nothing to do"
+        )
     snapshot_download = _import_snapshot_download()
     ensure_writable(root, "--root")
     _fetch(snapshot_download, root, source)
     classes = _check_all_splits(root, on_missing)
     write_json(root / MARKER, {"repo_id": source.repo_id, "revision": source.revision, "classes": list(classes)})
-    return HubResult(root, True, classes, f"downloaded {len(classes)} classes from {source.repo_id} into {root}")
+    return AcquireResult(root, True, classes, f"downloaded {len(classes)} classes from {source.repo_id} into {root}")
 
 
 def _import_snapshot_download():

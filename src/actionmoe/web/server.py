@@ -58,8 +58,14 @@ def create_app(
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    app = FastAPI(title="actionmoe", description="Ranked actions in uploaded videos.")
     executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="predict")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)  # the prediction threads end with the service
+
+    app = FastAPI(title="actionmoe", description="Ranked actions in uploaded videos.", lifespan=lifespan)
     slots = threading.BoundedSemaphore(limits.workers + limits.queue)
     page = (resources.files("actionmoe.web") / "page.html").read_text()
 
@@ -89,7 +95,6 @@ def create_app(
         finally:
             slots.release()
 
-    app.state.executor = executor
     return app
 
 
