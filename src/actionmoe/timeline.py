@@ -117,9 +117,9 @@ def predict_timeline(
         _frames(*parse_span(stride, "stride"), fps),
     )
     offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
-    windows, probabilities = [], []
+    windows, probabilities, seen = [], [], {"frames": 0}
     for starts, views in _batches(
-        _views(video, offsets, window_frames, stride_frames, fps, predictor, seek), batch_size
+        _views(video, offsets, window_frames, stride_frames, fps, predictor, seek, seen), batch_size
     ):
         probs = predictor._video_probs(views)  # [B, classes]
         probabilities.append(probs)
@@ -128,7 +128,7 @@ def predict_timeline(
             for start, p in zip(starts, probs)
         ]
     if not windows:  # shorter than one window: the plain prediction of the whole file
-        return _single_window(predictor, video, fps, window_frames, stride_frames, top_k)
+        return _single_window(predictor, video, fps, window_frames, stride_frames, top_k, seen["frames"])
     return Timeline(
         str(video), fps, window_frames, stride_frames, windows, np.concatenate(probabilities), predictor.classes
     )
@@ -142,16 +142,26 @@ def _views(
     fps: float,
     predictor: Predictor,
     seek: bool | None,
+    seen: dict,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Window views: by seeking to each window when windows leave gaps (PyAV), else by one pass in order.
 
-    ``seek`` forces one way (None: seek when the stride is longer than the window and PyAV is there).
+    ``seek`` forces one way (None: seek when the stride is longer than the window and PyAV is there);
+    ``seen["frames"]`` counts the frames of a single pass, for a video shorter than one window.
     """
     if seek is None:
         seek = stride_frames > window_frames and importlib.util.find_spec("av") is not None
     if not seek:
-        return _window_views(stream_frames(video, predictor.preprocessing.resize), offsets, stride_frames)
+        return _window_views(
+            _counted(stream_frames(video, predictor.preprocessing.resize), seen), offsets, stride_frames
+        )
     return _seeked_views(video, offsets, stride_frames, fps, predictor.preprocessing.resize)
+
+
+def _counted(frames: Iterator[np.ndarray], seen: dict) -> Iterator[np.ndarray]:
+    for frame in frames:
+        seen["frames"] += 1
+        yield frame
 
 
 def _seeked_views(video: Path, offsets: np.ndarray, stride: int, fps: float, size) -> Iterator[tuple[int, np.ndarray]]:
@@ -225,10 +235,10 @@ def _batches(items: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tup
 
 
 def _single_window(
-    predictor: Predictor, video: Path, fps: float, window_frames: int, stride_frames: int, top_k: int
+    predictor: Predictor, video: Path, fps: float, window_frames: int, stride_frames: int, top_k: int, frames: int
 ) -> Timeline:
     probs = predictor.probabilities(video)
-    frames = sum(1 for _ in stream_frames(video, (8, 8)))
+    frames = frames or sum(1 for _ in stream_frames(video, (8, 8)))  # counted already unless windows were seeked
     log.info(
         "%s (%.1f s) is shorter than one window (%.1f s): one window over the whole video",
         video,
