@@ -13,7 +13,7 @@ import pytest
 from actionmoe.acquire.synthetic import write_synthetic_hmdb51
 from actionmoe.config import SynthConfig
 from actionmoe.data.decode import write_video
-from tests.helpers import FIXTURES, TINY_SYNTH, LoopbackServer, cli_args, loopback_handler
+from tests.helpers import FIXTURES, TINY_SYNTH, LoopbackServer, cli_args, extract_argv, loopback_handler
 
 
 @pytest.fixture(scope="session")
@@ -50,22 +50,7 @@ def dataset_root(tmp_path_factory) -> Path:
     root = archives.parent / "train_dataset"
     from actionmoe.cli import main
 
-    assert (
-        main(
-            [
-                "data",
-                "download",
-                "hmdb51",
-                "--root",
-                str(root),
-                "--archives",
-                str(archives),
-                "--checksums",
-                str(archives / "checksums.md5"),
-            ]
-        )
-        == 0
-    )
+    assert main(extract_argv(root, archives)) == 0
     return root
 
 

@@ -118,6 +118,21 @@ EASY = [
 ]
 
 
+def extract_argv(root: Path, archives: Path) -> list[str]:
+    """``data download`` of local synthetic archives, checked against the checksum file beside them."""
+    return [
+        "data",
+        "download",
+        "hmdb51",
+        "--root",
+        str(root),
+        "--archives",
+        str(archives),
+        "--checksums",
+        str(archives / "checksums.md5"),
+    ]
+
+
 def tiny_config(root: Path, *extra: str):
     return load_config(None, [f"data.root={root}", *TINY, *extra])
 

@@ -21,6 +21,7 @@ from actionmoe.data.splits import VideoRecord
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.errors import CacheError
 from tests.data.test_decode import EXPECTED_ERRORS
+from tests.helpers import extract_argv
 
 SMALL = Preprocessing(clip_len=4, resize=(32, 40), presample_frames=8, crop_size=24, flip=False)
 
@@ -134,22 +135,7 @@ def test_stale_and_truncated_cache_are_refused(good_videos, tmp_path):
 def small_root(tiny_archives, tmp_path) -> Path:
     """The tiny synthetic dataset extracted, with one video replaced by garbage."""
     root = tmp_path / "hmdb51"
-    assert (
-        main(
-            [
-                "data",
-                "download",
-                "hmdb51",
-                "--root",
-                str(root),
-                "--archives",
-                str(tiny_archives),
-                "--checksums",
-                str(tiny_archives / "checksums.md5"),
-            ]
-        )
-        == 0
-    )
+    assert main(extract_argv(root, tiny_archives)) == 0
     victim = sorted((root / "videos" / "move_left").iterdir())[0]
     victim.write_bytes(b"garbage")
     return root

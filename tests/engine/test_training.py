@@ -15,7 +15,7 @@ from actionmoe.cli import main
 from actionmoe.config import SynthConfig
 from actionmoe.engine.checkpoint import load_checkpoint
 from actionmoe.workflows import run_training
-from tests.helpers import EASY, cli_args, epochs_logged, tiny_config
+from tests.helpers import EASY, cli_args, epochs_logged, extract_argv, tiny_config
 
 
 def model_state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -136,22 +136,7 @@ def test_checkpoint_from_another_class_list_is_refused(dataset_root, tmp_path, c
     assert main(cli_args(dataset_root, run_dir, "train.epochs=1")) == 0
     other = tmp_path / "other"
     write_synthetic_hmdb51(tmp_path / "arch", SynthConfig(classes=4, videos_per_class=4, frames=8, width=48, height=40))
-    assert (
-        main(
-            [
-                "data",
-                "download",
-                "hmdb51",
-                "--root",
-                str(other),
-                "--archives",
-                str(tmp_path / "arch"),
-                "--checksums",
-                str(tmp_path / "arch" / "checksums.md5"),
-            ]
-        )
-        == 0
-    )
+    assert main(extract_argv(other, tmp_path / "arch")) == 0
     before = (run_dir / "last.safetensors").read_bytes()
     capsys.readouterr()
     assert main(cli_args(other, run_dir, "train.epochs=2")) == 1

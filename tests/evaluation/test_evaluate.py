@@ -9,6 +9,7 @@ from PIL import Image
 
 from actionmoe.cli import main
 from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+from tests.helpers import extract_argv
 
 EXPECTED_FILES = {
     "metrics.json",
@@ -93,22 +94,7 @@ def test_missing_checkpoint_and_wrong_class_list(trained_run, tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     assert "no checkpoint at" in capsys.readouterr().err
     write_synthetic_hmdb51(tmp_path / "arch", SynthConfig(classes=4, videos_per_class=4, frames=8, width=48, height=40))
-    assert (
-        main(
-            [
-                "data",
-                "download",
-                "hmdb51",
-                "--root",
-                str(tmp_path / "four"),
-                "--archives",
-                str(tmp_path / "arch"),
-                "--checksums",
-                str(tmp_path / "arch" / "checksums.md5"),
-            ]
-        )
-        == 0
-    )
+    assert main(extract_argv(tmp_path / "four", tmp_path / "arch")) == 0
     capsys.readouterr()
     assert (
         main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(tmp_path / "four")]) == 1
