@@ -290,6 +290,12 @@ def _add_download(commands) -> None:
     download.add_argument("--archives", type=Path, help="folder with local copies of both archives")
     download.add_argument("--checksums", type=Path, help="md5sum-style file overriding the expected MD5s")
     download.add_argument(
+        "--find",
+        type=Path,
+        metavar="DIR",
+        help="search DIR for both RARs or an extracted tree of class folders (a Kaggle input) and use it in place",
+    )
+    download.add_argument(
         "--source",
         default="rar",
         metavar="rar|hf[:REPO[@REVISION]]",
@@ -423,6 +429,11 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(acquire_from_hub(args.root, source, config.data.on_missing).message)
         return 0
     config = resolve_config(args, **{"download.mirrors": args.mirror or None, "download.splits": args.splits})
+    if args.find is not None:
+        from actionmoe.workflows import acquire_hmdb51_copy
+
+        print(acquire_hmdb51_copy(config, str(args.find), args.root))
+        return 0
     checksums = read_checksum_file(args.checksums) if args.checksums else {}
     result = acquire_hmdb51(args.root, build_source(config.download, checksums), args.archives)
     print(result.message)

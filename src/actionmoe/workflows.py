@@ -2,6 +2,7 @@
 
 run_training(config)   train one split (resuming), then evaluate the best checkpoint on its test split
 run_demo(config, out)  synthesise archives -> acquire them like HMDB51 -> extract -> cache -> train -> test
+acquire_dataset(...)   the notebook's data step: synthetic, a copy already on disk, or a download
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_source, read_checksum_file
+from actionmoe.acquire.hmdb51 import acquire_hmdb51, build_source, hmdb51_is_complete, read_checksum_file
+from actionmoe.acquire.local import adopt_extracted_tree, find_local_hmdb51
 from actionmoe.acquire.synthetic import write_synthetic_hmdb51
 from actionmoe.config import Config, save_config
 from actionmoe.data.builders import build_splits, run_cache_build
 from actionmoe.data.splits import summarize
 from actionmoe.engine.distributed import is_main_process
 from actionmoe.engine.run import train_model
+from actionmoe.errors import DatasetError
 from actionmoe.evaluation.evaluate import EvaluationOptions
 from actionmoe.evaluation.reports import evaluate_into, evaluation_is_complete
 
@@ -84,3 +87,51 @@ def acquire_demo_dataset(config: Config, out: Path) -> Path:
     result = acquire_hmdb51(out / "hmdb51", source, archives)
     log.info(result.message)
     return result.root
+
+
+@dataclass(frozen=True)
+class DatasetOutcome:
+    config: Config  # the given config with data.root set to the dataset
+    message: str
+    summary: dict  # data.splits.summarize of the config's split
+
+
+def acquire_dataset(config: Config, source: str, root: Path, search: tuple[Path, ...] = ()) -> DatasetOutcome:
+    """Put a dataset at ``root`` and return the config that reads it; no work when it is already there.
+
+    Args:
+        source: ``synthetic`` (the config's offline motion dataset), ``auto`` (a complete ``root``,
+            else an HMDB51 copy under one of ``search``, else a download from the config's mirrors)
+            or a folder holding the two RARs or an extracted tree.
+        root: the dataset folder to create (its parent for ``synthetic``'s archives too).
+        search: folders to look for an attached copy in (/kaggle/input on Kaggle).
+
+    Raises:
+        DatasetError: ``source`` is a folder with no HMDB51 copy in it; any acquisition error.
+    """
+    if source == "synthetic":
+        data_root = acquire_demo_dataset(config, root)
+        message = f"the synthetic motion dataset of {config.synth.classes} classes at {data_root}"
+    else:
+        data_root, message = root, acquire_hmdb51_copy(config, source, root, search)
+    config = replace(config, data=replace(config.data, root=str(data_root)))
+    return DatasetOutcome(config, message, summarize(build_splits(config.data)))
+
+
+def acquire_hmdb51_copy(config: Config, source: str, root: Path, search: tuple[Path, ...] = ()) -> str:
+    """HMDB51 at ``root`` from ``source`` (``auto`` or a folder, as in ``acquire_dataset``); returns what was done."""
+    if source == "auto" and hmdb51_is_complete(root):
+        return f"HMDB51 already at {root}"
+    folders = search if source == "auto" else (Path(source),)
+    copy = next((found for folder in folders if (found := find_local_hmdb51(folder)) is not None), None)
+    if copy is None and source != "auto":
+        raise DatasetError(f"no HMDB51 archives or extracted class folders found under {source}")
+    if copy is None:
+        result = acquire_hmdb51(root, build_source(config.download))
+        return result.message
+    log.info("found %s", copy.describe())
+    if copy.kind == "archives":
+        result = acquire_hmdb51(root, build_source(config.download), copy.path)
+    else:
+        result = adopt_extracted_tree(root, copy)
+    return f"{result.message} (from {copy.describe()})"
