@@ -9,16 +9,30 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "actionmoe"
 
 # What each part may never import (every import counts, also those inside functions).
 FORBIDDEN = {
-    "config": {"acquire", "data", "models", "engine", "evaluation", "inference", "workflows", "cli", "web"},
-    "errors": {"config", "files", "acquire", "data", "models", "engine", "evaluation", "inference", "cli", "web"},
-    "files": {"config", "acquire", "data", "models", "engine", "evaluation", "inference", "cli", "web"},
-    "data": {"acquire", "models", "engine", "evaluation", "inference", "workflows", "cli", "web"},
-    "models": {"acquire", "data", "engine", "evaluation", "inference", "workflows", "cli", "web"},
-    "acquire": {"models", "engine", "evaluation", "inference", "workflows", "cli", "web"},
-    "engine": {"acquire", "evaluation", "inference", "workflows", "cli", "web"},
-    "evaluation": {"acquire", "inference", "workflows", "cli", "web"},
-    "inference": {"workflows", "cli", "web"},
-    "web": {"cli", "workflows"},
+    "config": {"acquire", "data", "models", "engine", "evaluation", "inference", "workflows", "cli", "web", "notebook"},
+    "errors": {
+        "config",
+        "files",
+        "acquire",
+        "data",
+        "models",
+        "engine",
+        "evaluation",
+        "inference",
+        "cli",
+        "web",
+        "notebook",
+    },
+    "files": {"config", "acquire", "data", "models", "engine", "evaluation", "inference", "cli", "web", "notebook"},
+    "data": {"acquire", "models", "engine", "evaluation", "inference", "workflows", "cli", "web", "notebook"},
+    "models": {"acquire", "data", "engine", "evaluation", "inference", "workflows", "cli", "web", "notebook"},
+    "acquire": {"models", "engine", "evaluation", "inference", "workflows", "cli", "web", "notebook"},
+    "engine": {"acquire", "evaluation", "inference", "workflows", "cli", "web", "notebook"},
+    "evaluation": {"acquire", "inference", "workflows", "cli", "web", "notebook"},
+    "inference": {"workflows", "cli", "web", "notebook"},
+    "web": {"cli", "workflows", "notebook"},
+    "notebook": {"cli", "web"},
+    "workflows": {"cli", "web", "notebook"},
 }
 
 

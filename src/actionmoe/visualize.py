@@ -1,4 +1,5 @@
-"""A thumbnail grid of predictions: one cell per video, its middle frame captioned with the top classes."""
+"""Pictures of predictions: a thumbnail grid (one cell per video, its middle frame captioned with the
+top classes) and the ranked actions of one video as a bar chart."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def save_prediction_grid(
     target = grid_path(path)
     columns = max(1, min(columns, len(results)))
     rows = math.ceil(len(results) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, result in zip(axes.flat, results):
@@ -66,4 +67,32 @@ def _draw_cell(ax, result: VideoPrediction, classes: tuple[str, ...]) -> None:
     best = result.predictions[0]
     colour = "black" if truth is None else ("#2a7d2a" if best.label == truth else "#b22222")
     ranked = "\n".join(f"{p.label} {p.score:.2f}" for p in result.predictions[:3])
-    ax.set_title(f"{name}\n{ranked}", fontsize=8, color=colour, loc="left")
+    actual = f"\nactual: {truth}" if truth else ""
+    ax.set_title(f"{name}{actual}\n{ranked}", fontsize=8, color=colour, loc="left")
+
+
+def ranked_bars_png(result: VideoPrediction, title: str | None = None) -> bytes:
+    """The ranked actions of one video as a horizontal bar chart, best on top; PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [p.label for p in result.predictions][::-1]
+    scores = [p.score for p in result.predictions][::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(labels) + 0.9))
+    ax.barh(labels, scores, color="#3b6ea8")
+    for y, score in enumerate(scores):
+        ax.text(min(score + 0.01, 0.9), y, f"{score:.1%}", va="center", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score")
+    ax.set_title(title or Path(result.source).name, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()

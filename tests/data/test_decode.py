@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from actionmoe.data.decode import available_decoders, get_reader, read_clip, read_uniform_frames, write_video
+from actionmoe.data.decode import (
+    available_decoders,
+    get_reader,
+    read_clip,
+    read_uniform_frames,
+    video_duration,
+    write_video,
+)
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.errors import VideoDecodeError
 
@@ -101,3 +108,13 @@ def test_truncated_files_give_their_decodable_part_or_a_clear_error(corrupt_vide
 def test_unknown_and_unavailable_decoder():
     with pytest.raises(VideoDecodeError, match="unknown decoder 'ffmpeg'"):
         get_reader("ffmpeg")
+
+
+def test_video_duration_from_the_header(tmp_path, shared_data):
+    path = tmp_path / "three_seconds.avi"
+    write_video(path, np.zeros((36, 24, 32, 3), np.uint8), fps=12)
+    assert video_duration(path) == pytest.approx(3.0, abs=0.1)
+    assert video_duration(shared_data / "videos" / "test.mp4") == pytest.approx(10.0, abs=0.5)
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"not a video" * 50)
+    assert video_duration(garbage) == 0.0

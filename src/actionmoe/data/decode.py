@@ -372,6 +372,27 @@ def video_fps(path: Path) -> float:
     return fps if fps > 0 else 25.0
 
 
+def video_duration(path: Path) -> float:
+    """Length in seconds from the container's header (PyAV, else OpenCV); 0.0 when it does not say."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if container.duration:
+                return float(container.duration) / av.time_base
+            stream = container.streams.video[0] if container.streams.video else None
+            return float(stream.duration * stream.time_base) if stream is not None and stream.duration else 0.0
+    except ImportError:
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        return float(frames / fps) if frames > 0 and fps > 0 else 0.0
+    except Exception:  # PyAV raises several error types for unreadable files; the decode reports them
+        return 0.0
+
+
 def seek_frames(
     path: Path, spans: list[tuple[int, int]], fps: float, size: Size | None, stats: dict | None = None
 ) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
