@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import types
@@ -24,6 +25,7 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 SYNTH_MAX_CLASSES = 12  # motions the synthetic generator draws
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+SHAZEER_NOISE_STD = math.log(2.0) + 0.01  # softplus(0) + 0.01: the router noise std of a zero-initialised W_noise
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class ModelConfig:
     expert_hidden: int = 1024
     expert_dropout: float = 0.1
     noisy_gating: bool = True
+    gate_init_std: float = 0.0  # 0: the gate's output layer starts at zero (Shazeer); > 0: normal with this std
+    noise_std_start: float = SHAZEER_NOISE_STD  # the learned noise std at initialisation, softplus(0) + 0.01
     balance: Literal["shazeer", "switch", "none"] = "shazeer"  # shazeer: CV^2 of importance + load
     balance_weight: float = 0.01
     z_loss_weight: float = 0.001
@@ -172,6 +176,8 @@ class ModelConfig:
             "model.gate_hidden / model.expert_hidden",
             "must be positive",
         )
+        _require(self.gate_init_std >= 0, "model.gate_init_std", "must be 0 or more")
+        _require(self.noise_std_start > 0.01, "model.noise_std_start", "must be above 0.01 (the std's floor)")
         _require(
             min(self.balance_weight, self.z_loss_weight) >= 0,
             "model.balance_weight / model.z_loss_weight",
@@ -189,6 +195,7 @@ class TrainConfig:
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     backbone_lr_scale: float = 0.1
+    router_lr_scale: float = 1.0  # the MoE router's learning rate relative to train.lr
     weight_decay: float = 0.05
     scheduler: Literal["plateau", "cosine"] = "plateau"  # plateau: on validation accuracy; cosine: with warmup
     plateau_factor: float = 0.5
@@ -214,6 +221,7 @@ class TrainConfig:
         _require(self.lr > 0, "train.lr", "must be positive")
         for key in (
             "backbone_lr_scale",
+            "router_lr_scale",
             "weight_decay",
             "grad_clip",
             "plateau_patience",

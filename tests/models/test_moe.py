@@ -41,6 +41,23 @@ def test_zero_initialised_routing_starts_uniform():
     assert torch.allclose(out.routing.gates[out.routing.gates > 0], torch.full((12,), 0.5))
 
 
+def test_router_initialisation_options():
+    assert head().router.w_gate.weight.abs().sum() == 0  # Shazeer's reference: zero
+    random_gate = head(gate_hidden=256, gate_init_std=0.1).router.w_gate.weight  # [4, 256]
+    assert random_gate.std().item() == pytest.approx(0.1, rel=0.15)
+    out = head(gate_init_std=0.5).eval()(torch.randn(6, 16))
+    assert not torch.allclose(out.routing.router_probs, torch.full((6, 4), 0.25))  # input-dependent from the start
+
+
+@pytest.mark.parametrize("start", [math.log(2.0) + 0.01, 0.2, 0.05])
+def test_the_noise_std_starts_where_asked_and_stays_learnable(start):
+    router = head(noise_std_start=start).train().router
+    _, _, noise_std = router(torch.randn(5, 16))
+    assert torch.allclose(noise_std, torch.full((5, 4), start), atol=1e-6)
+    noise_std.sum().backward()
+    assert router.w_noise.weight.grad.abs().sum() > 0
+
+
 def test_noise_only_in_training_and_evaluation_is_deterministic():
     model = head()
     with torch.no_grad():

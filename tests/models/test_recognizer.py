@@ -111,6 +111,17 @@ def test_parameter_groups_lower_backbone_lr():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+def test_a_router_learning_rate_scale_gives_the_router_its_own_groups():
+    model = build_model(SMALL, 5)
+    router = {id(p) for p in model.head.router.parameters()}
+    assert "router" not in {g["name"] for g in parameter_groups(model, 1e-3, 0.1, 0.05)}  # scale 1: as before
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 0.1, 0.05, router_lr_scale=10.0)}
+    assert groups["router"]["lr"] == pytest.approx(1e-2) and groups["router_no_decay"]["weight_decay"] == 0.0
+    assert {id(p) for g in ("router", "router_no_decay") for p in groups[g]["params"]} == router
+    assert groups["new"]["lr"] == 1e-3 and not router & {id(p) for p in groups["new"]["params"]}
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+
+
 @pytest.mark.parametrize(
     "clip, message",
     [

@@ -11,7 +11,7 @@ from actionmoe.config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.lr, config.backbone_lr_scale, config.weight_decay)
+    groups = parameter_groups(model, config.lr, config.backbone_lr_scale, config.weight_decay, config.router_lr_scale)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     if config.optimizer == "adam":  # the original notebook's choice; weight decay as L2 in the gradient
@@ -40,21 +40,29 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
     return factor
 
 
-def parameter_groups(model: nn.Module, lr: float, backbone_lr_scale: float, weight_decay: float) -> list[dict]:
-    """Optimizer groups: backbone at ``lr * backbone_lr_scale``; no weight decay on norms and biases."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+def parameter_groups(
+    model: nn.Module, lr: float, backbone_lr_scale: float, weight_decay: float, router_lr_scale: float = 1.0
+) -> list[dict]:
+    """Optimizer groups: backbone at ``lr * backbone_lr_scale``, the MoE router at ``lr * router_lr_scale``
+    (its own group only when the scale is not 1), the rest at ``lr``; no weight decay on norms and biases."""
+    scales = {"backbone": backbone_lr_scale, "new": 1.0, "router": router_lr_scale}
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        in_backbone = name.startswith("backbone.")
+        part = "backbone" if name.startswith("backbone.") else "new"
+        if part == "new" and ".router." in f".{name}" and router_lr_scale != 1.0:
+            part = "router"
         decays = param.ndim >= 2 and "norm" not in name
-        groups.setdefault((in_backbone, decays), []).append(param)
+        groups.setdefault((part, decays), []).append(param)
     return [
         {
             "params": params,
-            "lr": lr * (backbone_lr_scale if in_backbone else 1.0),
+            "lr": lr * scales[part],
             "weight_decay": weight_decay if decays else 0.0,
-            "name": f"{'backbone' if in_backbone else 'new'}{'' if decays else '_no_decay'}",
+            "name": f"{part}{'' if decays else '_no_decay'}",
         }
-        for (in_backbone, decays), params in sorted(groups.items())
+        for (part, decays), params in sorted(
+            groups.items(), key=lambda item: (list(scales).index(item[0][0]), item[0][1])
+        )
     ]

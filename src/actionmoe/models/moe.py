@@ -52,16 +52,34 @@ def cv_squared(values: torch.Tensor) -> torch.Tensor:
 
 
 class NoisyTopKRouter(nn.Module):
-    """[B, D] -> gate logits; a two-layer MLP whose output layers start at zero."""
+    """[B, D] -> gate logits; a two-layer MLP.
 
-    def __init__(self, in_features: int, num_experts: int, hidden: int, noisy: bool) -> None:
+    Shazeer's reference: both output layers start at zero, so routing starts uniform and the noise
+    std at softplus(0) + 0.01 = 0.70. ``gate_init_std`` > 0 starts W_gate random instead (normal
+    with that std), and ``noise_std_start`` moves the std's starting point (a constant offset
+    inside the softplus; W_noise still starts at zero and is learned).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_experts: int,
+        hidden: int,
+        noisy: bool,
+        gate_init_std: float = 0.0,
+        noise_std_start: float = math.log(2.0) + 0.01,
+    ) -> None:
         super().__init__()
         self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
         self.w_gate = nn.Linear(hidden, num_experts, bias=False)
-        nn.init.zeros_(self.w_gate.weight)
+        if gate_init_std > 0:
+            nn.init.normal_(self.w_gate.weight, std=gate_init_std)
+        else:
+            nn.init.zeros_(self.w_gate.weight)
         self.w_noise = nn.Linear(hidden, num_experts, bias=False) if noisy else None  # unused weights break DDP
         if self.w_noise is not None:
             nn.init.zeros_(self.w_noise.weight)
+        self.noise_offset = math.log(math.expm1(noise_std_start - 0.01))  # softplus(offset) + 0.01 = start
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns clean logits [B, E], routing logits [B, E] (noisy in training), noise std or None."""
@@ -69,7 +87,7 @@ class NoisyTopKRouter(nn.Module):
         clean = self.w_gate(h)
         if self.w_noise is None or not self.training:
             return clean, clean, None
-        noise_std = F.softplus(self.w_noise(h)) + 0.01
+        noise_std = F.softplus(self.w_noise(h) + self.noise_offset) + 0.01
         return clean, clean + torch.randn_like(clean) * noise_std, noise_std
 
 
@@ -172,6 +190,8 @@ class MoEHead(nn.Module):
         expert_hidden: int = 1024,
         expert_dropout: float = 0.1,
         noisy_gating: bool = True,
+        gate_init_std: float = 0.0,
+        noise_std_start: float = math.log(2.0) + 0.01,
         balance: str = "shazeer",
         balance_weight: float = 0.01,
         z_loss_weight: float = 0.001,
@@ -182,7 +202,9 @@ class MoEHead(nn.Module):
         super().__init__()
         self.top_k, self.balance = top_k, balance
         self.balance_weight, self.z_loss_weight = balance_weight, z_loss_weight
-        self.router = NoisyTopKRouter(in_features, num_experts, gate_hidden, noisy_gating)
+        self.router = NoisyTopKRouter(
+            in_features, num_experts, gate_hidden, noisy_gating, gate_init_std, noise_std_start
+        )
         self.experts = ResidualExperts(num_experts, in_features, expert_hidden, num_classes, expert_dropout)
         self.reduce = reduce
 

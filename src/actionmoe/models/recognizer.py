@@ -85,6 +85,8 @@ def build_model(
             config.expert_hidden,
             config.expert_dropout,
             config.noisy_gating,
+            config.gate_init_std,
+            config.noise_std_start,
             config.balance,
             config.balance_weight,
             config.z_loss_weight,
