@@ -87,7 +87,7 @@ def test_resume_compatibility_names_what_differs():
     check_compatible(meta, config, ("a", "b"), Path("last.safetensors"))
     with pytest.raises(CheckpointError, match="trained on 2 classes .* has 3"):
         check_compatible(meta, config, ("a", "b", "c"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match="another model config"):
+    with pytest.raises(CheckpointError, match=r"another model config \(model.num_experts: 4 in the run, 8 here\)"):
         check_compatible(meta, load_config("demo", ["model.num_experts=8"]), ("a", "b"), Path("last.safetensors"))
     with pytest.raises(CheckpointError, match="other preprocessing"):
         check_compatible(meta, load_config("demo", ["data.clip_len=4"]), ("a", "b"), Path("last.safetensors"))
@@ -155,3 +155,12 @@ def test_device_side_crops_follow_the_training_seed(tmp_path):
     assert all(a.shape == (2, 3, 4, 8, 8) for a in first)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_a_run_from_before_a_model_key_existed_resumes_when_the_key_keeps_its_default():
+    config = load_config("demo")
+    meta = run_metadata(config, ("a", "b"))
+    del meta["config"]["model"]["gate_init_std"]  # written by a version without the key
+    check_compatible(meta, config, ("a", "b"), Path("last.safetensors"))
+    with pytest.raises(CheckpointError, match="model.gate_init_std: 0.0 in the run, 0.1 here"):
+        check_compatible(meta, load_config("demo", ["model.gate_init_std=0.1"]), ("a", "b"), Path("last.safetensors"))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from actionmoe import __version__
-from actionmoe.config import Config, config_to_dict, save_config
+from actionmoe.config import Config, config_to_dict, load_config_dict, save_config
 from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.splits import DatasetSplits
@@ -137,10 +137,23 @@ def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path:
             f"{path} was trained on {len(meta['classes'])} classes ({', '.join(meta['classes'][:3])}, ...) but this "
             f"dataset has {len(classes)} ({', '.join(classes[:3])}, ...); use another --out or --force"
         )
-    if meta["config"]["model"] != config_to_dict(config)["model"]:
-        raise CheckpointError(f"{path} was trained with another model config; use another --out or --force")
+    trained, wanted = _model_config_of(meta), config_to_dict(config)["model"]
+    if trained != wanted:
+        differences = ", ".join(
+            f"model.{key}: {trained.get(key)} in the run, {wanted.get(key)} here"
+            for key in sorted(set(trained) | set(wanted))
+            if trained.get(key) != wanted.get(key)
+        )
+        raise CheckpointError(
+            f"{path} was trained with another model config ({differences}); use another --out or --force"
+        )
     if meta["preprocessing"] != preprocessing_record(config):
         raise CheckpointError(f"{path} was trained with other preprocessing; use another --out or --force")
+
+
+def _model_config_of(meta: dict) -> dict:
+    """The run's model config with keys added since it was written at their defaults (as restore reads it)."""
+    return config_to_dict(load_config_dict({"model": meta["config"]["model"]}))["model"]
 
 
 def preprocessing_record(config: Config) -> dict:
