@@ -111,6 +111,12 @@ def test_parameter_groups_lower_backbone_lr():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+def test_the_group_order_of_earlier_runs_is_kept_so_their_optimizer_state_loads():
+    model = build_model(SMALL, 5)
+    names = [g["name"] for g in parameter_groups(model, 1e-3, 0.1, 0.05)]
+    assert names == ["new_no_decay", "new", "backbone_no_decay", "backbone"]  # the order before router groups
+
+
 def test_a_router_learning_rate_scale_gives_the_router_its_own_groups():
     model = build_model(SMALL, 5)
     router = {id(p) for p in model.head.router.parameters()}

@@ -45,7 +45,7 @@ def parameter_groups(
 ) -> list[dict]:
     """Optimizer groups: backbone at ``lr * backbone_lr_scale``, the MoE router at ``lr * router_lr_scale``
     (its own group only when the scale is not 1), the rest at ``lr``; no weight decay on norms and biases."""
-    scales = {"backbone": backbone_lr_scale, "new": 1.0, "router": router_lr_scale}
+    scales = {"new": 1.0, "router": router_lr_scale, "backbone": backbone_lr_scale}  # in the groups' order
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -62,7 +62,7 @@ def parameter_groups(
             "weight_decay": weight_decay if decays else 0.0,
             "name": f"{part}{'' if decays else '_no_decay'}",
         }
-        for (part, decays), params in sorted(
-            groups.items(), key=lambda item: (list(scales).index(item[0][0]), item[0][1])
-        )
+        for part in scales
+        for decays in (False, True)
+        if (params := groups.get((part, decays)))
     ]
