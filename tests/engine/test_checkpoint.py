@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -53,6 +55,34 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(path, changed)
     assert path.read_bytes() == before and load_checkpoint(path).meta["epoch"] == 3
     assert os.listdir(tmp_path) == ["last.safetensors"]
+
+
+WRITE_LIMITED = """
+import resource, signal, sys
+from pathlib import Path
+import torch
+from actionmoe.engine.checkpoint import Checkpoint, save_checkpoint
+from actionmoe.errors import OutputError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit a write fails with EFBIG, as a full disk fails
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+try:
+    save_checkpoint(Path(sys.argv[1]), Checkpoint({"w": torch.zeros(1 << 20)}, {"epoch": 0}))
+except OutputError as exc:
+    print("OutputError:", exc)
+"""
+
+
+def test_a_real_write_error_inside_safetensors_is_an_output_error(tmp_path):
+    """The real writer failing on a real I/O error (a file size limit in a child process)."""
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_LIMITED, str(tmp_path / "last.safetensors")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("OutputError: cannot write") and "nothing was changed" in result.stdout
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 10, b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}'])

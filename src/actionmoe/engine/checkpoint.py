@@ -46,7 +46,14 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         tensors.update(optim_tensors)
     tensors.update({f"rng.{k}": _plain(v) for k, v in checkpoint.rng.items()})
     metadata = {"actionmoe": json.dumps(meta)}
-    write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+
+    def write(temporary: Path) -> None:
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as exc:  # its I/O errors (a full disk) are not OSErrors
+            raise OSError(str(exc)) from exc
+
+    write_atomically(path, write)
 
 
 def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
