@@ -164,3 +164,15 @@ def test_a_run_from_before_a_model_key_existed_resumes_when_the_key_keeps_its_de
     check_compatible(meta, config, ("a", "b"), Path("last.safetensors"))
     with pytest.raises(CheckpointError, match="model.gate_init_std: 0.0 in the run, 0.1 here"):
         check_compatible(meta, load_config("demo", ["model.gate_init_std=0.1"]), ("a", "b"), Path("last.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("train.router_lr_scale=10", "train.router_lr_scale"), ("train.optimizer=sgd", "train.optimizer")],
+)
+def test_resuming_with_another_optimizer_layout_is_refused_by_name(override, key):
+    """Seen in an ablation run: a traceback from torch's optimizer.load_state_dict instead of one line."""
+    meta = run_metadata(load_config("demo"), ("a", "b"))
+    with pytest.raises(CheckpointError, match=f"other optimizer settings \\({key}: "):
+        check_compatible(meta, load_config("demo", [override]), ("a", "b"), Path("last.safetensors"))
+    check_compatible(meta, load_config("demo", ["train.router_lr_scale=1.0"]), ("a", "b"), Path("last.safetensors"))

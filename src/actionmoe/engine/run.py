@@ -131,7 +131,7 @@ def _ensure_best(run_dir: Path, last: Checkpoint, finished: bool) -> None:
 
 
 def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path: Path) -> None:
-    """Refuse to continue a run whose classes, model or preprocessing differ from this config."""
+    """Refuse to continue a run whose classes, model, preprocessing or optimizer layout differ from this config."""
     if list(meta["classes"]) != list(classes):
         raise CheckpointError(
             f"{path} was trained on {len(meta['classes'])} classes ({', '.join(meta['classes'][:3])}, ...) but this "
@@ -149,6 +149,19 @@ def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path:
         )
     if meta["preprocessing"] != preprocessing_record(config):
         raise CheckpointError(f"{path} was trained with other preprocessing; use another --out or --force")
+    _check_optimizer_layout(meta["config"]["train"], config_to_dict(config)["train"], path)
+
+
+def _check_optimizer_layout(trained: dict, wanted: dict, path: Path) -> None:
+    """The optimizer's kind, and whether the router has groups of its own, decide its state's layout."""
+    trained = {"router_lr_scale": 1.0, **trained}  # runs from before the key existed
+    for key, same in (("optimizer", lambda a, b: a == b), ("router_lr_scale", lambda a, b: (a == 1) == (b == 1))):
+        if not same(trained[key], wanted[key]):
+            raise CheckpointError(
+                f"{path} was trained with other optimizer settings (train.{key}: {trained[key]} in the run, "
+                f"{wanted[key]} here); its optimizer state cannot be resumed. Use the run's value, another --out "
+                "or --force"
+            )
 
 
 def _model_config_of(meta: dict) -> dict:
