@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import socket
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -249,3 +250,10 @@ def hub_files_from_dataset(root: Path) -> dict[str, bytes]:
         files[f"metadata_split{split}.jsonl"] = ("\n".join(lines) + "\n").encode()
     files["webdataset/train-000.tar"] = b"shards are not fetched"
     return files
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

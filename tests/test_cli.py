@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from actionmoe.cli import build_parser, main
+from tests.helpers import extract_argv
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -93,18 +94,7 @@ def test_wrong_checksum_is_one_line_and_nothing_is_kept(capsys, tiny_archives, h
 
 def test_local_archives_end_to_end(capsys, tiny_archives, tmp_path):
     root = tmp_path / "hmdb51"
-    code, out, err = run(
-        capsys,
-        "data",
-        "download",
-        "hmdb51",
-        "--root",
-        str(root),
-        "--archives",
-        str(tiny_archives),
-        "--checksums",
-        str(tiny_archives / "checksums.md5"),
-    )
+    code, out, err = run(capsys, *extract_argv(root, tiny_archives))
     assert code == 0, err
     code, out, _ = run(capsys, "data", "summary", "--root", str(root), "--split", "1")
     assert code == 0 and "3 classes" in out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from actionmoe.data.decode import write_video
 from actionmoe.inference import Predictor
 from actionmoe.notebook import UploadPanel, detect_environment, sample_test_videos
+from tests.helpers import free_port
 from tests.notebooks import DEMO_PARAMETERS, NOTEBOOK, execute, with_parameters
 
 CHROMIUM = shutil.which("chromium")
@@ -152,19 +152,13 @@ def test_sample_test_videos_takes_the_classes_in_turn(dataset_root):
     assert len(chosen) == 4 and len({path.parent.name for path in chosen[:3]}) == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def voila(executed):
     """Voila serving the parameterised notebook from the executed run's folder (so training resumes as done)."""
     _, folder = executed
     app = folder / "app.ipynb"
     nbformat.write(with_parameters(nbformat.read(NOTEBOOK, as_version=4), DEMO_PARAMETERS), app)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", app.name]
     server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from actionmoe.inference import Predictor
 from actionmoe.web.server import ServiceLimits, create_app, safe_suffix
+from tests.helpers import free_port
 
 CHROMIUM = shutil.which("chromium")
 
@@ -131,12 +131,6 @@ def test_a_full_pool_answers_503_with_retry_after(predictor, dataset_root, uploa
         release.set()
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "2" and "busy" in busy.json()["error"]
         assert first.result(timeout=60).status_code == 200
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
