@@ -81,4 +81,28 @@ def test_two_variants_two_seeds_and_a_resume_after_a_kill(dataset_root, tmp_path
     assert summary["variants"]["moe"]["parameters"] > summary["variants"]["linear"]["parameters"]
     routing = summary["variants"]["moe"]["routing"]
     assert 0 <= routing["normalized_entropy_of_mean_gate"]["mean"] <= 1
+    assert 0 <= routing["router_input_share"]["mean"] <= 1
     assert "| moe |" in (out / "ablation.md").read_text() and (out / "ablation.png").stat().st_size > 1000
+
+
+def test_runs_evaluated_before_a_routing_figure_existed_show_it_as_na():
+    from actionmoe.ablation import ROUTING_KEYS, ablation_markdown, summarize_ablation
+
+    def run(seed: int, share: float | None) -> dict:
+        routing = dict.fromkeys(ROUTING_KEYS, 0.5) | {"router_input_share": share, "router_logit_scale": share}
+        return {
+            "seed": seed,
+            "top1": 0.5,
+            "mean_class_accuracy": 0.5,
+            "clips_per_s": 3.0,
+            "parameters": 10,
+            "routing": routing,
+        }
+
+    summary = summarize_ablation(
+        {"old": [run(0, None), run(1, None)], "mixed": [run(0, None), run(1, 0.3)]}, {"old": [], "mixed": []}, "tiny", 2
+    )
+    assert summary["variants"]["old"]["routing"]["router_input_share"] is None
+    assert summary["variants"]["mixed"]["routing"]["router_input_share"]["values"] == [0.3]
+    rows = ablation_markdown(summary).splitlines()
+    assert rows[-2].endswith("| n/a |") and rows[-1].endswith("| 0.30 ± 0.00 |")

@@ -31,6 +31,8 @@ ROUTING_KEYS = (
     "experts_under_5_percent",
     "class_expert_mi",
     "class_expert_mi_random",
+    "router_input_share",
+    "router_logit_scale",
     "family_expert_mi",
 )
 
@@ -90,7 +92,7 @@ def run_one(config: Config, run_dir: Path) -> dict:
     metrics = outcome.test_metrics
     rows = read_jsonl(run_dir / "metrics.jsonl")
     experts = metrics["experts"]
-    routing = {key: experts[key] for key in ROUTING_KEYS[:-1]} if experts else None
+    routing = {key: experts.get(key) for key in ROUTING_KEYS[:-1]} if experts else None  # older runs lack some
     if routing is not None:
         routing["family_expert_mi"] = family_mi(experts, metrics)
     model = build_model(replace(config.model, weights="none"), len(metrics["video_level"]["per_class"]))
@@ -162,8 +164,8 @@ def ablation_markdown(summary: dict) -> str:
         f"Config `{summary['config']}`, {summary['seeds']} seeds per variant; mean ± {summary['std']}.",
         "",
         "| variant | overrides | test top-1 | mean class acc. | train clips/s | parameters | gate entropy | "
-        "experts < 5% | class-expert MI (random) | family-expert MI |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "experts < 5% | class-expert MI (random) | family-expert MI | router input share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in summary["variants"].items():
         routing = v["routing"] or {}
@@ -174,7 +176,7 @@ def ablation_markdown(summary: dict) -> str:
             f"{_fmt(v['mean_class_accuracy'])} | {_fmt(v['clips_per_s'], 1)} | {v['parameters']:,} | "
             f"{_fmt(routing.get('normalized_entropy_of_mean_gate'), 2)} | "
             f"{_fmt(routing.get('experts_under_5_percent'), 1)} | {mi_text} | "
-            f"{_fmt(routing.get('family_expert_mi'), 2)} |"
+            f"{_fmt(routing.get('family_expert_mi'), 2)} | {_fmt(routing.get('router_input_share'), 2)} |"
         )
     return "\n".join(lines) + "\n"
 

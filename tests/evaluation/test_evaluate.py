@@ -48,6 +48,7 @@ def test_writes_every_file_with_real_content(trained_run, tmp_path, capsys):
     assert set(metrics["video_level"]["per_class"]) == {"move_left", "move_right", "move_up"}
     assert metrics["inference"]["ms_per_clip"] > 0 and metrics["inference"]["warmup_batches_excluded"] == 1
     assert len(metrics["experts"]["fraction_routed"]) == 4 and len(metrics["checkpoint"]["sha256"]) == 64
+    assert 0 <= metrics["experts"]["router_input_share"] <= 1 and metrics["experts"]["router_logit_scale"] >= 0
     rows = (out / "confusion_matrix.csv").read_text().splitlines()
     assert len(rows) == 4 and sum(int(v) for row in rows[1:] for v in row.split(",")[1:]) == 9
     for name in EXPECTED_FILES - {"metrics.json", "report.md", "confusion_matrix.csv"}:

@@ -110,3 +110,48 @@ def test_mutual_information_with_a_single_leading_expert_is_zero():
     for _ in range(50):
         labels, assigned = rng.integers(0, 5, 97), rng.integers(0, 3, 97)
         assert 0.0 <= normalized_mutual_information(labels, assigned) <= 1.0
+
+
+def test_router_input_share_on_hand_built_logits():
+    """How much of the router's preference between experts depends on the video (1) or not at all (0)."""
+    from actionmoe.evaluation.metrics import router_logit_spread
+
+    fixed = np.tile([1.0, 0.5, -0.5, -1.0], (50, 1))  # every video gets the same preferences (a collapse)
+    spread = router_logit_spread(fixed)
+    assert spread["router_input_share"] == pytest.approx(0.0)
+    assert spread["router_logit_scale"] == pytest.approx(np.sqrt((1 + 0.25 + 0.25 + 1) / 4))
+
+    rng = np.random.default_rng(0)
+    permuted = np.stack([rng.permutation([3.0, 1.0, -1.0, -3.0]) for _ in range(4000)])  # no fixed preference
+    assert router_logit_spread(permuted)["router_input_share"] == pytest.approx(1.0, abs=0.01)
+
+    # a shift shared by all experts changes nothing (softmax ignores it); half shared, half per video:
+    halves = np.array([[1.0, -1.0], [-1.0, 1.0]] * 10) + np.array([1.0, -1.0]) + 7.0  # per expert: mean +-1, std 1
+    spread = router_logit_spread(halves)
+    assert spread["router_input_share"] == pytest.approx(0.5)
+    assert spread["router_logit_scale"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_the_report_explains_routing_in_words():
+    from actionmoe.evaluation.reports import router_logit_line, routing_sentence
+
+    collapsed = {
+        "normalized_entropy_of_mean_gate": 0.5,
+        "experts_under_5_percent": 2,
+        "class_expert_mi": 0.0,
+        "class_expert_mi_random": 0.0,
+        "fraction_routed": [1.0, 1.0, 0.0, 0.0],
+    }
+    sentence = routing_sentence(collapsed)
+    assert "favours some experts" in sentence and "2 of 4 experts see under 5% of the videos" in sentence
+    assert "says little about the class" in sentence and router_logit_line(collapsed) == []
+    healthy = collapsed | {
+        "normalized_entropy_of_mean_gate": 0.97,
+        "experts_under_5_percent": 0,
+        "class_expert_mi": 0.6,
+    }
+    sentence = routing_sentence(healthy | {"class_expert_mi_random": 0.05})
+    assert "shares the videos evenly" in sentence and "every expert takes part" in sentence
+    assert "experts specialise by class" in sentence
+    line = router_logit_line(collapsed | {"router_input_share": 0.04, "router_logit_scale": 0.123})
+    assert "4% of the variation" in line[-1] and "0.12" in line[-1]

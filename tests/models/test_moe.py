@@ -179,3 +179,23 @@ def test_reduce_hook_sees_the_batch_sums():
 def test_top_k_gates_masks_the_rest():
     gates, _ = top_k_gates(torch.tensor([[3.0, 1.0, 2.0, 0.0]]), 2)
     assert (gates[0, [1, 3]] == 0).all() and gates[0, 0] > gates[0, 2] > 0
+
+
+def test_view_predictions_carry_the_clean_router_logits_centred_and_averaged_over_views():
+    from actionmoe.engine.views import predict_views
+    from actionmoe.models.moe import HeadOutput
+
+    class HeadOnClips(torch.nn.Module):  # [N, 16] "clips" straight into the head
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head(gate_init_std=0.5).eval()
+
+        def forward(self, clip: torch.Tensor) -> HeadOutput:
+            return self.head(clip)
+
+    model = HeadOnClips()
+    clips = torch.randn(3, 2, 16)  # [B, V, D]
+    out = predict_views(model, clips, "fp32")
+    clean = model.head.router(clips.flatten(0, 1))[0].view(3, 2, 4)  # evaluation: routing logits = clean
+    expected = (clean - clean.mean(dim=2, keepdim=True)).mean(dim=1)
+    assert torch.allclose(out.router_logits, expected, atol=1e-6) and out.router_logits.shape == (3, 4)

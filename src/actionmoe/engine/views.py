@@ -17,6 +17,7 @@ from actionmoe.engine.device import as_model_input, autocast
 class ViewPredictions(NamedTuple):
     probs: torch.Tensor  # [B, V, C] float32 softmax per view
     gates: torch.Tensor | None  # [B, E] gate weights averaged over the views; None without a router
+    router_logits: torch.Tensor | None = None  # [B, E] router logits centred over experts, view average
 
     def video_probs(self) -> torch.Tensor:
         """[B, C]: the average over views, the video-level prediction."""
@@ -39,7 +40,9 @@ def predict_views(
     with autocast(clips.device, precision):
         out = model(as_model_input(clips.flatten(0, 1), channels_last))  # [B * V, ...]
     probs = out.logits.float().softmax(dim=1).view(batch_size, views, -1)
-    gates = None
-    if out.routing is not None:
-        gates = out.routing.gates.float().view(batch_size, views, -1).mean(dim=1)
-    return ViewPredictions(probs, gates)
+    if out.routing is None:
+        return ViewPredictions(probs, None)
+    gates = out.routing.gates.float().view(batch_size, views, -1).mean(dim=1)
+    logits = out.routing.logits.float().view(batch_size, views, -1)  # [B, V, E]
+    centred = (logits - logits.mean(dim=2, keepdim=True)).mean(dim=1)  # softmax ignores a shared shift
+    return ViewPredictions(probs, gates, centred)

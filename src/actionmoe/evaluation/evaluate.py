@@ -47,6 +47,7 @@ class Predictions:
     view_probs: np.ndarray  # [N, V, C] softmax per view
     labels: np.ndarray  # [N]
     gates: np.ndarray | None  # [N, E] mean gate weights over views
+    router_logits: np.ndarray | None  # [N, E] router logits centred over experts, mean over views
     batch_seconds: list[float]  # model time per batch (first batch = warm-up)
     batch_views: list[int]  # views per batch
     skipped: dict[str, str]
@@ -98,7 +99,7 @@ def predict_test_views(
     restored: RestoredModel, loader, device: torch.device, precision: str, preprocessing: Preprocessing
 ) -> Predictions:
     """Per-view probabilities, labels, gates and model time for every video the loader yields."""
-    probs, labels, gates, seconds, counts = [], [], [], [], []
+    probs, labels, gates, router_logits, seconds, counts = [], [], [], [], [], []
     for batch in loader:
         clips = preprocessing.on_device(batch["clip"], device, False)  # [B, V, C, T, H, W]
         started = _sync_time(device)
@@ -109,11 +110,13 @@ def predict_test_views(
         labels.append(batch["label"].numpy())
         if out.gates is not None:
             gates.append(out.gates.cpu().numpy())
+            router_logits.append(out.router_logits.cpu().numpy())
     concat = lambda parts: np.concatenate(parts) if parts else None
     return Predictions(
         concat(probs) if probs else np.zeros((0, 1, len(restored.classes))),
         concat(labels) if labels else np.zeros(0, dtype=np.int64),
         concat(gates),
+        concat(router_logits),
         seconds,
         counts,
         dict(loader.failures),
@@ -205,5 +208,5 @@ def expert_usage(predictions: Predictions, classes: tuple[str, ...]) -> dict | N
         "mean_gate": gates.mean(axis=0).tolist(),
         "unused_experts": int((routed == 0).sum()),
         "class_expert_gate": per_class.tolist(),
-        **routing_health(gates, predictions.labels),
+        **routing_health(gates, predictions.labels, predictions.router_logits),
     }

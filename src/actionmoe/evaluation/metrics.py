@@ -103,14 +103,40 @@ def normalized_mutual_information(labels: np.ndarray, assigned: np.ndarray) -> f
     return min(1.0, max(0.0, mutual / denominator))
 
 
-def routing_health(gates: np.ndarray, labels: np.ndarray, seed: int = 0, shuffles: int = 20) -> dict:
+def router_logit_spread(logits: np.ndarray) -> dict:
+    """Whether the router's preferences depend on the video, from its test-time logits [N, E].
+
+    Each video's logits are centred over the experts (softmax ignores a shared shift). Their mean
+    square splits into a part shared by all videos (the square of each expert's mean over videos)
+    and a part that varies with the video (each expert's variance over videos):
+
+    - ``router_input_share``: the varying part's share; 0 = every video gets the same preferences
+      (the same experts win whatever the input), 1 = no expert is preferred regardless of the input;
+    - ``router_logit_scale``: the root mean square of the centred logits, to set against the noise
+      std that training adds (a router whose logits stay far below it is routed by the noise).
+    """
+    centred = logits - logits.mean(axis=1, keepdims=True)  # [N, E]
+    shared = float((centred.mean(axis=0) ** 2).mean())
+    varying = float(centred.var(axis=0).mean())
+    total = shared + varying
+    return {
+        "router_input_share": varying / total if total > 0 else 0.0,
+        "router_logit_scale": float(np.sqrt(total)),
+    }
+
+
+def routing_health(
+    gates: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None, seed: int = 0, shuffles: int = 20
+) -> dict:
     """How a router uses its experts at test time, from per-video gate weights [N, E] and class labels [N].
 
     - ``normalized_entropy_of_mean_gate``: 1 = the experts share the videos evenly;
     - ``experts_under_5_percent``: experts that take part in routing fewer than 5% of the videos;
     - ``class_expert_mi``: normalised mutual information between a video's class and its top expert,
       and ``class_expert_mi_random``: the same for a random routing with the same expert shares
-      (the mean over ``shuffles`` permutations), the baseline it must clearly exceed.
+      (the mean over ``shuffles`` permutations), the baseline it must clearly exceed;
+    - with the router's logits [N, E], ``router_input_share`` and ``router_logit_scale``
+      (``router_logit_spread``): why a router collapses.
     """
     routed = (gates > 0).mean(axis=0)
     top_expert = gates.argmax(axis=1)
@@ -121,4 +147,5 @@ def routing_health(gates: np.ndarray, labels: np.ndarray, seed: int = 0, shuffle
         "experts_under_5_percent": int((routed < 0.05).sum()),
         "class_expert_mi": normalized_mutual_information(labels, top_expert),
         "class_expert_mi_random": float(np.mean(baseline)) if baseline else 0.0,
+        **(router_logit_spread(logits) if logits is not None else {}),
     }

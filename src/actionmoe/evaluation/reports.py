@@ -177,6 +177,7 @@ def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
         "## Experts",
         "",
         routing_sentence(experts),
+        *router_logit_line(experts),
         "",
         "| expert | fraction of videos routed | mean gate weight | classes it leads |",
         "|---|---|---|---|",
@@ -208,6 +209,18 @@ def routing_sentence(experts: dict) -> str:
         f"{idle_text}, and {speciality} (class-expert mutual information {mi:.2f} against {baseline:.2f} for "
         "random routing with the same shares)."
     )
+
+
+def router_logit_line(experts: dict) -> list[str]:
+    """Why the router routes as it does: how much its preferences depend on the video (newer runs only)."""
+    if experts.get("router_input_share") is None:
+        return []
+    return [
+        "",
+        f"{experts['router_input_share']:.0%} of the variation in the router's logits depends on the video "
+        "(0% = every video gets the same experts, whatever it shows); their scale is "
+        f"{experts['router_logit_scale']:.2f}.",
+    ]
 
 
 def _num(value) -> str:

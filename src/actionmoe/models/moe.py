@@ -38,6 +38,7 @@ class RoutingStats(NamedTuple):
     load: torch.Tensor  # [E] smooth load estimate (noisy training) or assignment counts
     balance_loss: torch.Tensor  # scalar, before its weight
     z_loss: torch.Tensor  # scalar, before its weight
+    logits: torch.Tensor  # [B, E] the routing logits (noisy in training, clean in evaluation)
 
 
 class HeadOutput(NamedTuple):
@@ -148,7 +149,7 @@ def routing_statistics(
     else:
         balance_loss = torch.zeros((), device=gates.device)
     z_loss = torch.logsumexp(clean, dim=1).pow(2).mean()
-    return RoutingStats(gates, probs, fraction, importance, load, balance_loss, z_loss)
+    return RoutingStats(gates, probs, fraction, importance, load, balance_loss, z_loss, noisy)
 
 
 class ResidualExperts(nn.Module):
