@@ -219,7 +219,7 @@ def router_logit_line(experts: dict) -> list[str]:
         "",
         f"{experts['router_input_share']:.0%} of the variation in the router's logits depends on the video "
         "(0% = every video gets the same experts, whatever it shows); their scale is "
-        f"{experts['router_logit_scale']:.2f}.",
+        f"{experts['router_logit_scale']:.2g}.",
     ]
 
 
