@@ -26,6 +26,9 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 SYNTH_MAX_CLASSES = 12  # motions the synthetic generator draws
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 SHAZEER_NOISE_STD = math.log(2.0) + 0.01  # softplus(0) + 0.01: the router noise std of a zero-initialised W_noise
+# Model keys added after runs were first saved, with the value those runs were trained with: a saved
+# config without the key reads as the model it trained, whatever today's default is.
+MODEL_KEYS_ADDED = {"gate_init_std": 0.0, "noise_std_start": SHAZEER_NOISE_STD, "shared_expert": False}
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class ModelConfig:
     noisy_gating: bool = True
     gate_init_std: float = 0.0  # 0: the gate's output layer starts at zero (Shazeer); > 0: normal with this std
     noise_std_start: float = SHAZEER_NOISE_STD  # the learned noise std at initialisation, softplus(0) + 0.01
+    shared_expert: bool = False  # one more expert that every video uses at full weight, beside the routed ones
     balance: Literal["shazeer", "switch", "none"] = "shazeer"  # shazeer: CV^2 of importance + load
     balance_weight: float = 0.01
     z_loss_weight: float = 0.001
@@ -300,8 +304,12 @@ def save_config(config: Config, path: Path) -> None:
 
 
 def load_config_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a Config from ``config_to_dict`` output (for example from a checkpoint)."""
-    return _build(Config, values, prefix="")
+    """Rebuild a Config from ``config_to_dict`` output (for example from a checkpoint).
+
+    Model keys the saved config lacks take the value its run was trained with (``MODEL_KEYS_ADDED``).
+    """
+    model = {**MODEL_KEYS_ADDED, **values.get("model", {})}
+    return _build(Config, {**values, "model": model}, prefix="")
 
 
 def _read_toml(source: str | Path) -> dict[str, Any]:

@@ -95,6 +95,31 @@ def test_dense_experts_equal_a_naive_loop():
     assert torch.allclose(model(x).logits, mixed, atol=1e-5)
 
 
+def test_a_shared_expert_is_always_added_at_full_weight_next_to_the_routed_mixture():
+    model = head(shared_expert=True, expert_dropout=0.0).eval()
+    with torch.no_grad():
+        model.router.w_gate.weight.normal_()
+    x = torch.randn(10, 16)
+    experts = naive_experts(model.experts, x)  # [10, 5, 5]: the shared expert first, then the 4 routed
+    assert experts.shape[1] == 5
+    out = model(x)
+    assert out.routing.gates.shape == (10, 4) and ((out.routing.gates > 0).sum(dim=1) == 2).all()
+    routed = torch.einsum("be,bec->bc", out.routing.gates, experts[:, 1:])
+    assert torch.allclose(out.logits, experts[:, 0] + routed, atol=1e-5)
+
+
+def test_the_shared_expert_learns_from_every_video_and_each_routed_expert_only_from_its_own():
+    model = head(shared_expert=True, top_k=1, noisy_gating=False, expert_dropout=0.0).train()
+    with torch.no_grad():
+        model.router.w_gate.weight.zero_()
+        model.router.w_gate.weight[0].fill_(1.0)  # with a positive GELU output every row prefers expert 0
+        model.router.hidden[0].bias.fill_(5.0)
+    model(torch.randn(6, 16)).logits.sum().backward()
+    used = model.experts.w_out.grad.abs().sum(dim=(1, 2))  # [5]
+    assert used[0] > 0 and used[1] > 0  # the shared expert, and routed expert 0
+    assert torch.all(used[2:] == 0)
+
+
 # A fixed example: 4 samples, 3 experts, k = 2.
 CLEAN = [[0.5, -0.2, 0.1], [0.0, 0.3, -0.4], [1.0, 0.9, -1.0], [-0.3, 0.2, 0.25]]
 EPS = [[0.3, -1.0, 0.5], [-0.2, 0.4, 1.5], [0.1, -0.1, 0.2], [0.6, 0.0, -0.7]]

@@ -13,6 +13,9 @@ Balancing (computed in float32 over the whole batch, and over all ranks when ``r
 - ``switch``: E * sum_i f_i P_i, f_i the fraction of assignments to expert i, P_i its mean probability.
 - router z-loss: mean(logsumexp(H0)^2).
 
+A shared expert (``shared_expert``, as in DeepSeekMoE) is added at full weight for every input,
+beside the routed mixture: it learns from every video while the routed experts specialise.
+
 All experts run densely on stacked weights and are mixed by the sparse gates: at one token per
 clip that is faster than dispatching, and it compiles without graph breaks.
 """
@@ -193,6 +196,7 @@ class MoEHead(nn.Module):
         noisy_gating: bool = True,
         gate_init_std: float = 0.0,
         noise_std_start: float = math.log(2.0) + 0.01,
+        shared_expert: bool = False,
         balance: str = "shazeer",
         balance_weight: float = 0.01,
         z_loss_weight: float = 0.001,
@@ -206,7 +210,10 @@ class MoEHead(nn.Module):
         self.router = NoisyTopKRouter(
             in_features, num_experts, gate_hidden, noisy_gating, gate_init_std, noise_std_start
         )
-        self.experts = ResidualExperts(num_experts, in_features, expert_hidden, num_classes, expert_dropout)
+        self.shared = int(shared_expert)  # number of always-on experts, stacked before the routed ones
+        self.experts = ResidualExperts(
+            self.shared + num_experts, in_features, expert_hidden, num_classes, expert_dropout
+        )
         self.reduce = reduce
 
     def forward(self, features: torch.Tensor) -> HeadOutput:
@@ -214,8 +221,11 @@ class MoEHead(nn.Module):
             clean, noisy, noise_std = self.router(features.float())
             reduce = self.reduce if self.training else None  # evaluation shards differ in length per rank
             routing = routing_statistics(clean, noisy, noise_std, self.top_k, self.balance, reduce)
-        expert_logits = self.experts(features)  # [B, E, C]
-        logits = torch.einsum("be,bec->bc", routing.gates.to(expert_logits.dtype), expert_logits)
+        expert_logits = self.experts(features)  # [B, S + E, C], S shared experts first
+        routed = expert_logits[:, self.shared :]  # [B, E, C]
+        logits = torch.einsum("be,bec->bc", routing.gates.to(expert_logits.dtype), routed)
+        if self.shared:
+            logits = logits + expert_logits[:, 0]
         aux_loss = self.balance_weight * routing.balance_loss + self.z_loss_weight * routing.z_loss
         return HeadOutput(logits, aux_loss, routing)
 

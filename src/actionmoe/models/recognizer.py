@@ -87,6 +87,7 @@ def build_model(
             config.noisy_gating,
             config.gate_init_std,
             config.noise_std_start,
+            config.shared_expert,
             config.balance,
             config.balance_weight,
             config.z_loss_weight,
