@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from actionmoe.config import TrainConfig, load_config
+from actionmoe.config import SHAZEER_NOISE_STD, TrainConfig, load_config
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.device import inference_precision, pick_device
 from actionmoe.engine.distributed import DistContext
@@ -157,13 +157,15 @@ def test_device_side_crops_follow_the_training_seed(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
 
 
-def test_a_run_from_before_a_model_key_existed_resumes_when_the_key_keeps_its_default():
-    config = load_config("demo")
-    meta = run_metadata(config, ("a", "b"))
-    del meta["config"]["model"]["gate_init_std"]  # written by a version without the key
-    check_compatible(meta, config, ("a", "b"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match="model.gate_init_std: 0.0 in the run, 0.1 here"):
-        check_compatible(meta, load_config("demo", ["model.gate_init_std=0.1"]), ("a", "b"), Path("last.safetensors"))
+def test_a_run_from_before_the_routing_keys_existed_resumes_only_as_the_shazeer_model_it_trained():
+    shazeer = ["model.gate_init_std=0", "model.shared_expert=false", "model.balance_weight=0.01"]
+    shazeer.append(f"model.noise_std_start={SHAZEER_NOISE_STD}")
+    meta = run_metadata(load_config("demo", shazeer), ("a", "b"))
+    for key in ("gate_init_std", "noise_std_start", "shared_expert"):
+        del meta["config"]["model"][key]  # written by a version without these keys
+    check_compatible(meta, load_config("demo", shazeer), ("a", "b"), Path("last.safetensors"))
+    with pytest.raises(CheckpointError, match="model.gate_init_std: 0.0 in the run, 0.02 here"):
+        check_compatible(meta, load_config("demo", shazeer[1:]), ("a", "b"), Path("last.safetensors"))
 
 
 @pytest.mark.parametrize(
