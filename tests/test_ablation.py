@@ -106,3 +106,17 @@ def test_runs_evaluated_before_a_routing_figure_existed_show_it_as_na():
     assert summary["variants"]["mixed"]["routing"]["router_input_share"]["values"] == [0.3]
     rows = ablation_markdown(summary).splitlines()
     assert rows[-2].endswith("| n/a |") and rows[-1].endswith("| 0.30 ± 0.00 |")
+
+
+def test_overrides_shared_by_every_variant_are_named_in_the_summary():
+    """The router study runs every variant on top of `--set` overrides; ablation.md must say which."""
+    from actionmoe.ablation import ablation_markdown, summarize_ablation
+
+    result = {"seed": 0, "top1": 0.5, "mean_class_accuracy": 0.5, "clips_per_s": 3.0, "parameters": 10, "routing": None}
+    base = ("model.shared_expert=false", "model.balance_weight=0.01")
+    summary = summarize_ablation({"a": [result]}, {"a": []}, "tiny", 1, base)
+    assert summary["base_overrides"] == list(base)
+    heading = "Config `tiny` with model.shared_expert=false, model.balance_weight=0.01, 1 seeds"
+    assert heading in ablation_markdown(summary)
+    plain = summarize_ablation({"a": [result]}, {"a": []}, "tiny", 1)
+    assert "Config `tiny`, 1 seeds" in ablation_markdown(plain)

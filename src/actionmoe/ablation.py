@@ -79,7 +79,7 @@ def run_ablation(
         name: [run_one(config, out / "runs" / name / f"seed{config.train.seed}") for config in per_seed]
         for name, per_seed in configs.items()
     }
-    summary = summarize_ablation(runs, {v.name: list(v.overrides) for v in variants}, source, seeds)
+    summary = summarize_ablation(runs, {v.name: list(v.overrides) for v in variants}, source, seeds, base)
     write_json(out / "ablation.json", summary)
     write_atomically(out / "ablation.md", ablation_markdown(summary))
     plot_ablation(summary, out / "ablation.png")
@@ -131,8 +131,12 @@ def _mean_std(values: list[float | None]) -> dict | None:
     }
 
 
-def summarize_ablation(runs: dict[str, list[dict]], overrides: dict[str, list[str]], source, seeds: int) -> dict:
-    """Per variant: mean and sample standard deviation over seeds of every figure."""
+def summarize_ablation(
+    runs: dict[str, list[dict]], overrides: dict[str, list[str]], source, seeds: int, base: tuple[str, ...] = ()
+) -> dict:
+    """Per variant: mean and sample standard deviation over seeds of every figure.
+
+    ``base`` are the overrides every variant starts from (named in the summary)."""
     variants = {}
     for name, results in runs.items():
         routed = [r["routing"] for r in results if r["routing"] is not None]
@@ -147,6 +151,7 @@ def summarize_ablation(runs: dict[str, list[dict]], overrides: dict[str, list[st
         }
     return {
         "config": str(source),
+        "base_overrides": list(base),
         "seeds": seeds,
         "variants": variants,
         "std": "sample standard deviation over seeds (ddof=1)",
@@ -158,10 +163,12 @@ def _fmt(stat: dict | None, digits: int = 3) -> str:
 
 
 def ablation_markdown(summary: dict) -> str:
+    base = summary.get("base_overrides") or []
+    config = f"Config `{summary['config']}`" + (f" with {', '.join(base)}" if base else "")
     lines = [
         "# Ablation",
         "",
-        f"Config `{summary['config']}`, {summary['seeds']} seeds per variant; mean ± {summary['std']}.",
+        f"{config}, {summary['seeds']} seeds per variant; mean ± {summary['std']}.",
         "",
         "| variant | overrides | test top-1 | mean class acc. | train clips/s | parameters | gate entropy | "
         "experts < 5% | class-expert MI (random) | family-expert MI | router input share |",
