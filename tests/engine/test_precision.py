@@ -78,7 +78,10 @@ def test_a_bf16_training_step_on_cpu_is_close_to_fp32_and_the_router_stays_float
             out = model(clip)
             losses[precision] = F.cross_entropy(out.logits.float(), labels) + out.aux_loss
         losses[precision].backward()
-    assert torch.isfinite(losses["bf16"]) and abs(losses["bf16"].item() - losses["fp32"].item()) < 0.05
+    # bf16 keeps 8 bits of mantissa; through the random backbone's train-mode BatchNorm at batch 2 the
+    # logits move by up to ~0.25, and the shared expert adds a second expert output to them (measured
+    # over 4 model seeds: loss differences 0.02-0.06 on a loss of ~1.7, 0.00-0.04 without it).
+    assert torch.isfinite(losses["bf16"]) and abs(losses["bf16"].item() - losses["fp32"].item()) < 0.1
     dtypes = output_dtypes(model, clip, "bf16")
     assert dtypes["backbone.stem.0"] == torch.bfloat16  # the convolutions run in bf16
     assert dtypes["head.router.w_gate"] == torch.float32 and dtypes["head.router.hidden"] == torch.float32
