@@ -101,3 +101,23 @@ def test_plain_safetensors_without_metadata(tmp_path):
         load_checkpoint(tmp_path / "w.safetensors")
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_a_checkpoint_saved_before_the_routing_keys_existed_restores_as_the_model_it_trained(tmp_path):
+    """Its config lacks gate_init_std, noise_std_start and shared_expert: read as Shazeer's head
+    (4 experts, no shared one), whatever today's defaults are, so its weights still fit."""
+    from actionmoe.config import load_config
+    from actionmoe.engine.restore import restore_model
+    from actionmoe.engine.run import run_metadata
+    from actionmoe.models.recognizer import build_model
+
+    shazeer = ["model.gate_init_std=0", "model.shared_expert=false", "model.noise_std_start=0.7031471805599453"]
+    config = load_config("demo", shazeer)
+    model = build_model(config.model, 2)
+    meta = run_metadata(config, ("a", "b"))
+    for key in ("gate_init_std", "noise_std_start", "shared_expert"):
+        del meta["config"]["model"][key]
+    save_checkpoint(tmp_path / "old.safetensors", Checkpoint(model.state_dict(), meta))
+    restored = restore_model(tmp_path / "old.safetensors")
+    assert restored.model.head.experts.w1.shape[0] == 4 and restored.model.head.shared == 0
+    assert restored.config.model.noise_std_start == config.model.noise_std_start
