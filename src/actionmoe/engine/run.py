@@ -165,7 +165,7 @@ def _check_optimizer_layout(trained: dict, wanted: dict, path: Path) -> None:
 
 
 def _model_config_of(meta: dict) -> dict:
-    """The run's model config with keys added since it was written at their defaults (as restore reads it)."""
+    """The run's model config, keys added since it was written at the values it trained with (as restore reads it)."""
     return config_to_dict(load_config_dict({"model": meta["config"]["model"]}))["model"]
 
 
