@@ -139,6 +139,15 @@ class SynthConfig:
         _require(min(self.width, self.height) >= 16, "synth.width / synth.height", "must be at least 16")
 
 
+# Model keys that shape nothing when the head is linear (no router, no experts) or when no
+# stage has a motion module.
+MOE_HEAD_KEYS = (
+    "num_experts", "top_k", "gate_hidden", "expert_hidden", "expert_dropout", "noisy_gating",
+    "gate_init_std", "noise_std_start", "shared_expert", "balance", "balance_weight", "z_loss_weight",
+)  # fmt: skip
+MOTION_MODULE_KEYS = ("motion_reduction", "motion_fusion")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Backbone, motion module and classification head."""
@@ -303,6 +312,12 @@ def _toml_literal(value: Any) -> str:
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as JSON (read back with ``load_config_dict``)."""
     write_json(path, config_to_dict(config))
+
+
+def unused_model_keys(model: dict[str, Any]) -> set[str]:
+    """The keys of a ``config_to_dict`` model section that shape nothing in this model."""
+    moe = MOE_HEAD_KEYS if model["head"] == "linear" else ()
+    return set(moe + (() if model["motion_taps"] else MOTION_MODULE_KEYS))
 
 
 def load_config_dict(values: dict[str, Any]) -> Config:

@@ -178,3 +178,16 @@ def test_resuming_with_another_optimizer_layout_is_refused_by_name(override, key
     with pytest.raises(CheckpointError, match=f"other optimizer settings \\({key}: "):
         check_compatible(meta, load_config("demo", [override]), ("a", "b"), Path("last.safetensors"))
     check_compatible(meta, load_config("demo", ["train.router_lr_scale=1.0"]), ("a", "b"), Path("last.safetensors"))
+
+
+def test_settings_a_model_does_not_use_do_not_block_its_resume():
+    """A linear head has no router and a model without motion taps no motion module: their keys are moot."""
+    linear = run_metadata(load_config("demo", ["model.head=linear", "model.balance_weight=0.01"]), ("a", "b"))
+    check_compatible(linear, load_config("demo", ["model.head=linear"]), ("a", "b"), Path("last.safetensors"))
+    moe = run_metadata(load_config("demo", ["model.balance_weight=0.01"]), ("a", "b"))
+    with pytest.raises(CheckpointError, match="model.balance_weight: 0.01 in the run, 0.1 here"):
+        check_compatible(moe, load_config("demo"), ("a", "b"), Path("last.safetensors"))
+    with pytest.raises(CheckpointError, match=r"config \(model.head: linear in the run, moe here\);"):
+        check_compatible(linear, load_config("demo", ["model.balance_weight=0.01"]), ("a", "b"), Path("x"))
+    still = run_metadata(load_config("demo", ["model.motion_taps=[]", "model.motion_fusion=residual"]), ("a", "b"))
+    check_compatible(still, load_config("demo", ["model.motion_taps=[]"]), ("a", "b"), Path("last.safetensors"))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from actionmoe import __version__
-from actionmoe.config import Config, config_to_dict, load_config_dict, save_config
+from actionmoe.config import Config, config_to_dict, load_config_dict, save_config, unused_model_keys
 from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.splits import DatasetSplits
@@ -138,11 +138,13 @@ def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path:
             f"dataset has {len(classes)} ({', '.join(classes[:3])}, ...); use another --out or --force"
         )
     trained, wanted = _model_config_of(meta), config_to_dict(config)["model"]
-    if trained != wanted:
+    moot = unused_model_keys(trained) | unused_model_keys(wanted)  # head and motion_taps are always compared
+    differing = [
+        key for key in sorted(set(trained) | set(wanted)) if key not in moot and trained.get(key) != wanted.get(key)
+    ]
+    if differing:
         differences = ", ".join(
-            f"model.{key}: {trained.get(key)} in the run, {wanted.get(key)} here"
-            for key in sorted(set(trained) | set(wanted))
-            if trained.get(key) != wanted.get(key)
+            f"model.{key}: {trained.get(key)} in the run, {wanted.get(key)} here" for key in differing
         )
         raise CheckpointError(
             f"{path} was trained with another model config ({differences}); use another --out or --force"
