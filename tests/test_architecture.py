@@ -1,4 +1,4 @@
-"""The import graph follows the layers in ../shared/STYLE.md: no cycles, and lower layers never reach up."""
+"""The import graph follows the package's layers (README, "Development"): no cycles, and lower layers never reach up."""
 
 import ast
 from pathlib import Path
