@@ -50,7 +50,7 @@ def parse_variant(text: str) -> Variant:
     ``model.motion_taps=["layer3","layer4"]`` keep their commas.
     """
     name, sep, rest = text.partition("=")
-    if not sep or not re.fullmatch(r"[\w.-]+", name):
+    if not sep or not re.fullmatch(r"[\w.-]+", name) or set(name) == {"."}:
         raise UsageError(f"--variant must look like NAME=section.key=value[,section.key=value], got {text!r}")
     overrides = tuple(part for part in re.split(r",(?=\s*[\w]+\.[\w]+=)", rest) if part.strip())
     for override in overrides:

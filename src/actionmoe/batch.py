@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from actionmoe.data.splits import VIDEO_EXTENSIONS
 from actionmoe.errors import DatasetError, UsageError
-from actionmoe.files import read_jsonl
+from actionmoe.files import check_output_file, lock_open_file
 from actionmoe.inference import Predictor, VideoPrediction
 
 
@@ -29,11 +30,13 @@ class BatchSummary:
     predicted: int
     already_done: int
     unreadable: int
+    cut_torn_row: bool = False  # a row a killed run left half-written was cut first
 
     def line(self) -> str:
+        torn = " (a torn last row of an interrupted run was cut first)" if self.cut_torn_row else ""
         return (
             f"{self.out}: {self.predicted} videos predicted now, {self.already_done} already there, "
-            f"{self.unreadable} unreadable (their rows say why)"
+            f"{self.unreadable} unreadable (their rows say why){torn}"
         )
 
 
@@ -67,47 +70,70 @@ def _is_video(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+BATCH_SUFFIXES = (".csv", ".jsonl")
+
+
+def check_batch_output(out: Path) -> str:
+    """Refuse an unusable ``--out`` before the model is loaded; returns its kind (``.csv`` or ``.jsonl``)."""
+    check_output_file(out, "--out", BATCH_SUFFIXES)
+    return out.suffix.lower()
+
+
 def predict_to_file(
     predictor: Predictor, videos: list[Path], out: Path, top_k: int = 5, workers: int = 0, batch_size: int = 8
 ) -> BatchSummary:
     """Append one row per video not yet in ``out`` (.csv or .jsonl); return what was done.
 
+    ``out`` is locked while it is written (a second run into it is refused), and read and checked
+    before anything in it changes: only a file of this checkpoint and layout is appended to, and
+    only its own torn last row (a killed run) is cut.
+
     Raises:
-        UsageError: another output format, or ``out`` written with another checkpoint or top-k.
+        UsageError: another output format, or ``out`` written with another checkpoint or top-k,
+            or not a prediction file at all.
+        RunLockedError: another process is writing into ``out``.
     """
-    kind = out.suffix.lower()
-    if kind not in (".csv", ".jsonl"):
-        raise UsageError(f"--out must end in .csv or .jsonl, got {out.name}")
+    kind = check_batch_output(out)
     checkpoint = predictor.checkpoint_sha256
-    _drop_torn_tail(out)
-    done = _done_paths(out, kind, checkpoint, top_k)
-    todo = [video for video in videos if str(video) not in done]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    predicted = unreadable = 0
-    with open(out, "a", newline="") as handle:
-        write = _row_writer(handle, kind, top_k, fresh=out.stat().st_size == 0)
+    with open(out, "a+b") as handle:
+        lock_open_file(handle, out, "writing predictions into")
+        handle.seek(0)  # read through this handle: closing another one on the file would drop the lock
+        done, kept_bytes = _read_existing(out, handle.read(), kind, checkpoint, top_k)
+        torn = kept_bytes < handle.seek(0, os.SEEK_END)
+        if torn:  # a run killed mid-row: cut that row (this run's own file, checked above)
+            handle.truncate(kept_bytes)
+        todo = [video for video in videos if str(video) not in done]
+        predicted = unreadable = 0
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
+        write = _row_writer(text, kind, top_k, fresh=kept_bytes == 0)
         for result in predictor.iter_predictions(todo, top_k, workers, batch_size):
             write(result, checkpoint)
-            handle.flush()
+            text.flush()
             os.fsync(handle.fileno())
             predicted += 1
             unreadable += result.error is not None
-    return BatchSummary(out, predicted, len(videos) - len(todo), unreadable)
-
-
-def _drop_torn_tail(out: Path) -> None:
-    """A run killed mid-row leaves a line without its newline: cut it, so the next row starts clean."""
-    if not out.is_file() or out.stat().st_size == 0:
-        return
-    data = out.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(out, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+        text.detach()
+    return BatchSummary(out, predicted, len(videos) - len(todo), unreadable, torn)
 
 
 def csv_columns(top_k: int) -> list[str]:
     ranked = [name for rank in range(1, top_k + 1) for name in (f"label_{rank}", f"score_{rank}")]
     return ["path", *ranked, "seconds", "error", "checkpoint_sha256"]
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading ``'``.
+
+    A leading ``'`` is escaped too, so ``spreadsheet_unescaped`` restores every cell exactly.
+    """
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def spreadsheet_unescaped(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def _row_writer(handle, kind: str, top_k: int, fresh: bool):
@@ -121,31 +147,71 @@ def _row_writer(handle, kind: str, top_k: int, fresh: bool):
 
     def write(result: VideoPrediction, checkpoint: str) -> None:
         row = {
-            "path": result.source,
+            "path": spreadsheet_safe(result.source),
             "seconds": f"{result.seconds:.4f}",
-            "error": result.error or "",
+            "error": spreadsheet_safe(result.error or ""),
             "checkpoint_sha256": checkpoint,
         }
         for rank, prediction in enumerate(result.predictions, start=1):
-            row[f"label_{rank}"], row[f"score_{rank}"] = prediction.label, f"{prediction.score:.6f}"
+            row[f"label_{rank}"], row[f"score_{rank}"] = spreadsheet_safe(prediction.label), f"{prediction.score:.6f}"
         writer.writerow(row)
 
     return write
 
 
-def _done_paths(out: Path, kind: str, checkpoint: str, top_k: int) -> set[str]:
-    """Paths already in ``out``; refuses an output of another checkpoint or column layout."""
-    if not out.is_file() or out.stat().st_size == 0:
-        return set()
-    if kind == ".jsonl":
-        rows = read_jsonl(out)
-    else:
-        with open(out, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames != csv_columns(top_k):
-                raise UsageError(f"{out} has other columns (another --top-k?); choose another --out")
-            rows = [row for row in reader if row.get("checkpoint_sha256")]  # a torn last line has none
+def _read_existing(out: Path, data: bytes, kind: str, checkpoint: str, top_k: int) -> tuple[set[str], int]:
+    """(paths already in ``out``, whose bytes are ``data``; bytes to keep: all but a torn last row).
+
+    Raises:
+        UsageError: ``out`` is not a prediction file of this checkpoint and top-k.
+    """
+    if not data:
+        return set(), 0
+    kept = data.rfind(b"\n") + 1 if not data.endswith(b"\n") else len(data)
+    if kept == 0:  # one incomplete line: nothing shows the file is ours, so nothing is cut
+        raise _not_ours(out, "it holds one line without an end")
+    try:
+        text = data[:kept].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_ours(out, "it is not text") from None
+    rows = _jsonl_rows(out, text) if kind == ".jsonl" else _csv_rows(out, text, top_k)
     others = {row.get("checkpoint_sha256") for row in rows} - {checkpoint}
     if others:
         raise UsageError(f"{out} holds predictions of another checkpoint; choose another --out (nothing was changed)")
-    return {row["path"] for row in rows}
+    return {row["path"] for row in rows}, kept
+
+
+def _not_ours(out: Path, why: str) -> UsageError:
+    return UsageError(
+        f"{out} is not a prediction file of actionmoe ({why}); choose another --out (nothing was changed)"
+    )
+
+
+def _jsonl_rows(out: Path, text: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise _not_ours(out, f"line {number} is not JSON") from None
+        if not isinstance(row, dict):
+            raise _not_ours(out, f"line {number} is not a JSON object")
+        if not isinstance(row.get("path"), str) or "checkpoint_sha256" not in row:
+            raise _not_ours(out, f'line {number} has no "path" and "checkpoint_sha256"')
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(out: Path, text: str, top_k: int) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if header != csv_columns(top_k):
+        if header[:1] == ["path"] and header[-1:] == ["checkpoint_sha256"]:
+            raise UsageError(f"{out} has other columns (another --top-k?); choose another --out (nothing was changed)")
+        raise _not_ours(out, "its first line is not the header actionmoe writes")
+    rows = [row for row in reader if row.get("checkpoint_sha256")]
+    for row in rows:
+        row["path"] = spreadsheet_unescaped(row["path"])
+    return rows

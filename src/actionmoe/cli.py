@@ -17,6 +17,7 @@ from pathlib import Path
 from actionmoe import __version__
 from actionmoe.config import Config, load_config
 from actionmoe.errors import ActionMoEError, UsageError
+from actionmoe.files import check_output_file
 
 log = logging.getLogger("actionmoe")
 
@@ -514,12 +515,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict every video; an unreadable one is reported on its own line (or row) and makes the exit code 1."""
-    from actionmoe.batch import expand_inputs, predict_to_file
-    from actionmoe.inference import Predictor
+    from actionmoe.batch import check_batch_output, expand_inputs, predict_to_file
+    from actionmoe.inference import Predictor, check_batch_options
 
+    check_batch_options(args.top_k, args.workers, args.batch_size)
     videos = expand_inputs(args.videos)
     if args.window is not None:
         return _predict_timeline(args, videos)
+    if args.out is not None:
+        check_batch_output(args.out)
+    if args.grid is not None and not args.grid.is_dir():
+        check_output_file(args.grid.with_suffix(".png"), "--grid")
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision, args.engine)
     if args.out is not None:
         summary = predict_to_file(predictor, videos, args.out, args.top_k, args.workers, args.batch_size)
@@ -542,11 +548,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_timeline(args: argparse.Namespace, videos: list[Path]) -> int:
     from actionmoe.inference import Predictor
-    from actionmoe.timeline import parse_span, predict_timeline, timeline_json, timeline_summary, write_timeline
+    from actionmoe.timeline import (
+        check_timeline_output,
+        parse_span,
+        predict_timeline,
+        timeline_json,
+        timeline_summary,
+        write_timeline,
+    )
 
     if len(videos) != 1:
         raise UsageError(f"--window makes a timeline of one video; got {len(videos)}")
     parse_span(args.window, "window"), parse_span(args.stride, "stride")  # usage errors before loading anything
+    if args.out is not None:
+        check_timeline_output(args.out)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision, args.engine)
     timeline = predict_timeline(predictor, videos[0], args.window, args.stride, args.top_k, args.batch_size)
     print(timeline_json(timeline) if args.json else timeline_summary(timeline))

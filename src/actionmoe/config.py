@@ -12,6 +12,7 @@ import re
 import tomllib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -58,8 +59,15 @@ class DownloadConfig:
             _require(getattr(self, key) >= 0, f"download.{key}", "must be 0 or more")
         for key in ("deadline_s", "stall_window_s", "max_compression_ratio"):
             _require(getattr(self, key) > 0, f"download.{key}", "must be positive")
-        _require(self.backoff_s >= 0, "download.backoff_s", "must be 0 or more")
-        _require(self.timeout_s > 0, "download.timeout_s", "must be positive")
+        _require(0 <= self.backoff_s <= 3600, "download.backoff_s", "must be between 0 and 3600 seconds")
+        _require(0 < self.timeout_s <= 86400, "download.timeout_s", "must be positive and at most 86400 seconds")
+        for mirror in self.mirrors:
+            parts = urllib.parse.urlsplit(mirror)
+            _require(
+                parts.scheme in ("http", "https") and bool(parts.hostname),
+                "download.mirrors",
+                f"must be http:// or https:// URLs, got {mirror!r}",
+            )
         for key in ("videos_md5", "splits_md5"):
             value = getattr(self, key)
             _require(
@@ -67,6 +75,15 @@ class DownloadConfig:
                 f"download.{key}",
                 "must be empty or 32 hexadecimal digits",
             )
+
+
+# Bounds on what a config (or a checkpoint's recorded config, or an export's sidecar) may ask of
+# memory: one video's test views are at most MAX_TEST_CLIPS x 3 crops of MAX_FRAMES frames of
+# MAX_SIDE x MAX_SIDE, and decoding holds MAX_FRAMES resized frames.
+MAX_SIDE = 1024
+MAX_FRAMES = 512
+MAX_TEST_CLIPS = 32
+MAX_VIDEO_BYTES = 2 << 30  # one video's float test views plus its presampled uint8 frames
 
 
 @dataclass(frozen=True)
@@ -104,18 +121,37 @@ class DataConfig:
             "data.val_fraction",
             "must be between 0 and 1 (exclusive), unless data.val_on_test = true",
         )
-        _require(self.clip_len >= 1, "data.clip_len", "must be at least 1")
-        _require(min(self.resize) >= 1, "data.resize", "must be two positive sizes [H, W]")
+        _require(1 <= self.clip_len <= MAX_FRAMES, "data.clip_len", f"must be between 1 and {MAX_FRAMES}")
+        _require(
+            min(self.resize) >= 1 and max(self.resize) <= MAX_SIDE,
+            "data.resize",
+            f"must be two sizes [H, W] between 1 and {MAX_SIDE}",
+        )
         _require(
             1 <= self.crop_size <= min(self.resize),
             "data.crop_size",
             f"must be positive and fit data.resize {list(self.resize)}",
         )
-        _require(self.presample_frames >= 0, "data.presample_frames", "must be 0 (all frames) or more")
-        _require(self.test_clips >= 1, "data.test_clips", "must be at least 1")
+        _require(
+            0 <= self.presample_frames <= MAX_FRAMES,
+            "data.presample_frames",
+            f"must be 0 (all frames) or up to {MAX_FRAMES}",
+        )
+        _require(1 <= self.test_clips <= MAX_TEST_CLIPS, "data.test_clips", f"must be between 1 and {MAX_TEST_CLIPS}")
+        _require(
+            self.video_bytes() <= MAX_VIDEO_BYTES,
+            "data.test_clips/test_crops/clip_len/crop_size/resize/presample_frames",
+            f"ask for {self.video_bytes() / 2**30:.1f} GiB per video; at most {MAX_VIDEO_BYTES / 2**30:.0f} GiB",
+        )
         _require(self.num_workers >= 0, "data.num_workers", "must be 0 or more")
         _require(min(self.std) > 0, "data.std", "must be three positive numbers")
         _require(self.cache != "" and self.root != "", "data.cache / data.root", "must not be empty")
+
+    def video_bytes(self) -> int:
+        """Memory one test video takes: its float views [clips x crops, 3, T, crop, crop] and uint8 frames."""
+        views = self.test_clips * self.test_crops * self.clip_len * self.crop_size**2 * 3 * 4
+        frames = max(self.presample_frames, self.clip_len) * self.resize[0] * self.resize[1] * 3
+        return views + frames
 
 
 @dataclass(frozen=True)
@@ -334,7 +370,10 @@ def _read_toml(source: str | Path) -> dict[str, Any]:
     if not path.exists() and str(source) in builtin_config_names():
         text = (resources.files("actionmoe") / "configs" / f"{source}.toml").read_text()
     elif path.is_file():
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config {source!s} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     else:
         raise ConfigError(
             f"config {source!s} not found: give a TOML path or one of {', '.join(builtin_config_names())}"
@@ -405,7 +444,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin is tuple:
         return _coerce_tuple(value, typing.get_args(hint), key)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {key} must be a finite number, got {value!r}")
+    if hint is float and isinstance(value, float):
+        return value
     if hint in (int, float, str, bool) and type(value) is hint:
         return value
     raise ConfigError(f"config key {key} must be {_type_name(hint)}, got {value!r}")
@@ -437,13 +480,23 @@ def _is_text(hint: Any) -> bool:
 
 def _parse_raw(text: str, hint: Any) -> Any:
     if _is_text(hint):
-        return text
+        return _unquoted(text)
     if typing.get_origin(hint) is tuple and _is_text(typing.get_args(hint)[0]) and not text.startswith("["):
         return [part.strip() for part in text.split(",") if part.strip()]
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def _unquoted(text: str) -> str:
+    """``"x"`` or ``'x'`` (a TOML string, as a shell user may type it) -> ``x``; anything else as it is."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            return text
+    return text
 
 
 def _type_name(hint: Any) -> str:

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import json
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from actionmoe.data.builders import preprocessing_record
 from actionmoe.engine.restore import restore_model
-from actionmoe.errors import UsageError
-from actionmoe.files import ensure_writable, write_atomically, write_json
+from actionmoe.errors import CheckpointError, UsageError
+from actionmoe.files import check_output_file, write_atomically, write_json
 
 
 class Probabilities(nn.Module):
@@ -55,19 +59,13 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
     sidecar ``OUT.json`` records the classes, the preprocessing, the checkpoint's SHA-256 and the
     exported file's, so a sidecar that belongs to another file is detected.
     """
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.onnx'}")
-    ensure_writable(out.parent, "--out")
+    check_export_options(out, batch_size, fmt)
     restored = restore_model(checkpoint, "cpu")
     data = restored.config.data
     # traced with at least 2 clips: a batch of 1 would be specialised and the batch axis lose its dynamism
     example = torch.randn(max(2, batch_size), 3, data.clip_len, data.crop_size, data.crop_size)
     module = Probabilities(restored.model).eval()
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
         if fmt == "onnx":
             with contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress; stdout is for results
@@ -83,7 +81,7 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
             write_atomically(out, lambda path: program.save(str(path)))
         else:
             program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-            write_atomically(out, lambda path: torch.export.save(program, str(path)))
+            write_atomically(out, program_bytes(program))
     shape = ("batch", *example.shape[1:])
     sidecar = write_json(
         sidecar_path(out),
@@ -94,12 +92,113 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
             "input": "float32 clips [batch, 3, T, H, W], RGB in [0, 1] then (x - mean) / std",
             "output": "class probabilities [batch, classes]",
             "classes": list(restored.classes),
-            "preprocessing": restored.meta["preprocessing"],
+            "preprocessing": preprocessing_record(restored.config.data),  # what the model was rebuilt with
             "checkpoint_sha256": restored.sha256,
             "model_sha256": file_sha256(out),
         },
     )
     return ExportResult(out, sidecar, shape)
+
+
+def program_bytes(program) -> bytes:
+    """The ``.pt2`` archive of ``program`` without pickled sample inputs (torch.export would pickle them).
+
+    Serialised in memory first, so a full disk fails in our own atomic write (one line), not inside torch.
+    """
+    program.example_inputs = None  # torch then writes an empty sample-inputs member: nothing to unpickle
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def load_program(path: str | Path) -> nn.Module:
+    """The module of a ``.pt2`` written by ``actionmoe export``, loaded only after two checks.
+
+    ``torch.export.load`` unpickles some archive members, so a ``.pt2`` from an untrusted source
+    is as dangerous as a pickle. This loader first requires the sidecar ``PATH.json`` written
+    beside it and the file's SHA-256 to equal the sidecar's ``model_sha256``, then refuses an
+    archive with any pickled member (sample inputs, pickled weights or constants). Only then is
+    it handed to ``torch.export.load``.
+
+    Raises:
+        CheckpointError: no file, no or another sidecar, or a pickled member.
+    """
+    path = Path(path)
+    sidecar = read_sidecar(path, "torch.export")
+    if sidecar.get("model_sha256") != file_sha256(path):
+        raise CheckpointError(f"{path} does not match its sidecar {sidecar_path(path)} (another or altered file)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickled = pickled_members(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path} is damaged or not a torch.export archive ({exc}); export again") from exc
+    if pickled:
+        raise CheckpointError(f"{path} holds pickled data ({pickled[0]}), which could run code; refused")
+    return torch.export.load(str(path)).module()
+
+
+def pickled_members(archive: zipfile.ZipFile) -> list[str]:
+    """Members of a ``.pt2`` archive that ``torch.export.load`` would unpickle."""
+
+    def pickled(info: zipfile.ZipInfo) -> bool:
+        name = info.filename
+        if name.endswith("_config.json"):  # weights and constants: each entry says whether it is a pickle
+            return _uses_pickle(archive.read(name))
+        return info.file_size > 0 and ("/sample_inputs/" in name or name.endswith((".pt", ".pkl")))
+
+    return [info.filename for info in archive.infolist() if pickled(info)]
+
+
+def _uses_pickle(config: bytes) -> bool:
+    try:
+        entries = json.loads(config).get("config", {})
+    except (ValueError, AttributeError):
+        return True  # unreadable: torch would fail or guess; refuse
+    return not isinstance(entries, dict) or any(
+        not isinstance(entry, dict) or entry.get("use_pickle", False) for entry in entries.values()
+    )
+
+
+def read_sidecar(model: Path, fmt: str) -> dict:
+    """The sidecar ``MODEL.json`` of an export of ``fmt`` (``onnx`` or ``torch.export``), as a dict.
+
+    Raises:
+        CheckpointError: no model file, no sidecar, a damaged one, or one of another kind.
+    """
+    sidecar = sidecar_path(model)
+    if not model.is_file():
+        raise CheckpointError(f"no exported model at {model}")
+    if not sidecar.is_file():
+        raise CheckpointError(f"its sidecar {sidecar} is missing: it holds the classes and preprocessing; export again")
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{sidecar} is damaged ({exc}); export again") from exc
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        raise CheckpointError(f"{sidecar} is not the sidecar of an actionmoe {FORMAT_NAMES[fmt]} export; export again")
+    if not {"classes", "preprocessing", "checkpoint_sha256", "model_sha256"} <= set(record):
+        raise CheckpointError(f"{sidecar} is not the sidecar of an actionmoe {FORMAT_NAMES[fmt]} export; export again")
+    return record
+
+
+FORMAT_NAMES = {"onnx": "ONNX", "torch.export": "torch.export"}
+MAX_BATCH = 4096  # the upper end of the exported batch axis
+
+
+def check_export_options(out: Path, batch_size: int, fmt: str) -> None:
+    """Refuse unusable export options before the checkpoint is read or anything traced.
+
+    Raises:
+        UsageError: a batch size outside 1..MAX_BATCH, an unknown format, ``out`` a folder or
+            not a regular file (or its sidecar path so).
+        OutputError: the folder cannot be written.
+    """
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH} (the exported batch axis), got {batch_size}")
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_output_file(out, "--out")
+    check_output_file(sidecar_path(out), "--out")
 
 
 def sidecar_path(model: Path) -> Path:

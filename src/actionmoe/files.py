@@ -1,9 +1,15 @@
-"""Small file helpers every layer may use: atomic writes, JSONL, a writability check.
+"""Small file helpers every layer may use: output-path checks, atomic writes, JSONL, locks.
+
+Every command that writes a file or a folder checks it with ``check_output_file`` or
+``check_output_folder`` before any expensive work: a folder where a file is wanted, a device,
+FIFO or socket, a wrong suffix or a parent that cannot be written is one line, not an error after
+the work (or, for ``/dev/null`` as root, a device replaced by a regular file).
 
 An atomic write goes to a hidden temporary file in the same folder, is fsync'ed, then renamed
-over the target, so a reader sees either the old file or the new one, never half of either.
-The temporary name carries the writer's PID (``.NAME.tmp-PID``) so that leftovers of a killed
-writer can be recognised and removed (``remove_stale_temporaries``).
+over the target, so a reader sees either the old file or the new one, never half of either. It
+refuses a target that exists and is not a regular file. The temporary name carries the writer's
+PID (``.NAME.tmp-PID``, or ``.NAME.partial-PID`` for a staged folder) so that leftovers of a
+killed writer can be recognised and removed (``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
@@ -11,15 +17,58 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from actionmoe.errors import OutputError, RunLockedError
+from actionmoe.errors import OutputError, RunLockedError, UsageError
 
 TEMPORARY_MARK = ".tmp-"
+STAGING_MARK = ".partial-"
+
+
+def check_output_file(path: Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any work, an output file that cannot be written as a regular file.
+
+    Raises:
+        UsageError: ``path`` is a folder, a device, FIFO or socket, or lacks one of ``suffixes``.
+        OutputError: its folder cannot be created or written.
+    """
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name inside it")
+    _refuse_special(path, option, UsageError)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} must end in {' or '.join(suffixes)}, got {path.name}")
+    ensure_writable(path.parent, option)
+    return path
+
+
+def check_output_folder(path: Path, option: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that exists as something else or cannot be written.
+
+    Raises:
+        UsageError: ``path`` exists and is not a folder.
+        OutputError: it cannot be created or written.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} exists and is not a folder; choose a folder")
+    ensure_writable(path, option)
+    return path
+
+
+def _refuse_special(path: Path, option: str, error: type[Exception]) -> None:
+    """A device, FIFO or socket is never replaced, truncated or written to: renaming over /dev/null breaks it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise error(f"{option} {path} exists and is not a regular file (a device, FIFO or socket); choose a file")
 
 
 def temporary_path(path: Path) -> Path:
@@ -34,6 +83,9 @@ def write_atomically(path: Path, payload: bytes | str | Callable[[Path], None]) 
         OutputError: the folder cannot be created or written, or the disk is full; the old file
             (if any) is left as it was and no temporary file stays behind.
     """
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; nothing was changed")
+    _refuse_special(path, "output", OutputError)
     temporary = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,22 +110,41 @@ def write_json(path: Path, value: Any) -> Path:
     return write_atomically(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file; a missing file is empty, a torn last line (a killed writer) is dropped."""
+def read_jsonl(path: Path, strict: bool = True) -> list[dict]:
+    """Rows of a JSON-lines file; a missing file is empty, a torn last line (a killed writer) is dropped.
+
+    Raises:
+        OutputError: (``strict``) another line that is not a JSON object, or a file that is not
+            UTF-8 text, naming the file and the line. Not strict: such lines are dropped with a warning.
+    """
     if not path.is_file():
         return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise OutputError(f"{path} is not a text file of JSON lines; nothing was changed") from None
     rows = []
-    lines = path.read_text().splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
+        problem = _jsonl_problem(line)
+        if problem is None:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):  # only the last line can be torn by a kill mid-write
-                break
-            raise
+        elif number == len(lines) and problem == "is not JSON":  # only the last line can be torn by a kill
+            break
+        elif strict:
+            raise OutputError(f"{path}: line {number} {problem}; nothing was changed")
+        else:
+            logging.getLogger(__name__).warning("%s: line %d %s; left out", path, number, problem)
     return rows
+
+
+def _jsonl_problem(line: str) -> str | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return "is not JSON"
+    return None if isinstance(value, dict) else "is not a JSON object"
 
 
 def append_jsonl(path: Path, row: dict) -> None:
@@ -132,15 +203,39 @@ def exclusive_lock(path: Path, purpose: str) -> Iterator[None]:
             fcntl.lockf(handle.fileno(), fcntl.LOCK_UN)
 
 
+def lock_open_file(handle, path: Path, purpose: str) -> None:
+    """Take an exclusive lock on an open file for as long as it stays open (the OS drops it if the process dies).
+
+    A POSIX record lock: closing any other handle this process has on the same file drops it, so
+    read and write the file through ``handle`` alone while it is held.
+
+    Raises:
+        RunLockedError: another process holds it.
+    """
+    try:
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise RunLockedError(f"another process is {purpose} {path}; wait for it to finish or stop it first") from None
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete ``.NAME.tmp-PID`` files whose writer process no longer runs; returns what was removed."""
+    """Delete ``.NAME.tmp-PID`` files and ``.NAME.partial-PID`` folders whose writer no longer runs."""
     removed = []
-    for path in folder.glob(f".*{TEMPORARY_MARK}*") if folder.is_dir() else ():
-        pid = path.name.rpartition(TEMPORARY_MARK)[2]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for mark in (TEMPORARY_MARK, STAGING_MARK):
+        for path in folder.glob(f".*{mark}*") if folder.is_dir() else ():
+            pid = path.name.rpartition(mark)[2]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
+
+
+def staging_path(path: Path) -> Path:
+    """``DIR/.NAME.partial-PID``: where a folder is assembled before it is renamed into place."""
+    return path.with_name(f".{path.name}{STAGING_MARK}{os.getpid()}")
 
 
 def _process_alive(pid: int) -> bool:

@@ -14,7 +14,6 @@ the same view sampling, preprocessing object and multi-view routine as ``actionm
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,14 +24,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from actionmoe.data.builders import build_preprocessing
+from actionmoe.data.builders import build_preprocessing, preprocessing_from_record
 from actionmoe.data.dataset import load_views, views_from_frames
 from actionmoe.data.decode import get_reader
 from actionmoe.data.transforms import Preprocessing
+from actionmoe.engine.checkpoint import check_class_list
 from actionmoe.engine.device import choose_precision, inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
 from actionmoe.engine.views import predict_views
-from actionmoe.errors import CheckpointError, UsageError, VideoDecodeError
+from actionmoe.errors import CheckpointError, ConfigError, UsageError, VideoDecodeError
 
 
 @dataclass(frozen=True)
@@ -159,32 +159,32 @@ class Predictor:
     def from_onnx(cls, path: str | Path, device: str = "auto") -> Predictor:
         """An ONNX model written by ``actionmoe export --format onnx``, with its sidecar ``PATH.json``.
 
+        The sidecar is checked like a checkpoint's metadata (class list, preprocessing through the
+        config's validation) and against the model itself (input clip shape, number of outputs).
+
         Raises:
-            CheckpointError: no such file, no sidecar, or a sidecar written for another file.
+            CheckpointError: no such file, no sidecar, a sidecar written for another file or that
+                disagrees with the model, or a damaged model.
             UsageError: onnxruntime is not installed.
         """
-        from actionmoe.export import file_sha256, sidecar_path
+        from actionmoe.export import file_sha256, read_sidecar, sidecar_path
 
         path = Path(path)
-        sidecar = _read_sidecar(path, sidecar_path(path))
+        sidecar = read_sidecar(path, "onnx")
         if sidecar.get("model_sha256") != file_sha256(path):
             raise CheckpointError(f"{sidecar_path(path)} describes another model than {path}; export again")
+        classes = check_class_list(sidecar["classes"], sidecar_path(path))
         try:
-            import onnxruntime
-        except ImportError:
-            raise UsageError("--engine onnx needs onnxruntime: pip install 'actionmoe[export]'") from None
-        wanted = "CUDAExecutionProvider" if pick_device(device).type == "cuda" else "CPUExecutionProvider"
-        available = onnxruntime.get_available_providers()
-        providers = list(
-            dict.fromkeys([wanted, "CPUExecutionProvider"] if wanted in available else ["CPUExecutionProvider"])
-        )
-        session = onnxruntime.InferenceSession(str(path), providers=providers)
-        preprocessing = _preprocessing_from_record(sidecar["preprocessing"])
+            data = preprocessing_from_record(sidecar["preprocessing"])
+        except ConfigError as exc:
+            raise CheckpointError(f"{sidecar_path(path)} has invalid preprocessing ({exc}); export again") from None
+        session = _onnx_session(path, device)
+        _check_onnx_shapes(path, session, data, len(classes))
         return cls(
             OnnxEngine(session),
-            tuple(sidecar["classes"]),
-            preprocessing,
-            sidecar["preprocessing"]["decoder"],
+            classes,
+            build_preprocessing(data),
+            data.decoder,
             torch.device("cpu"),
             sidecar["checkpoint_sha256"],
             path,
@@ -229,9 +229,7 @@ class Predictor:
         self, videos: Sequence[str | Path], top_k: int = 5, workers: int = 0, batch_size: int = 8, progress: bool = True
     ) -> Iterator[VideoPrediction]:
         """``predict_many`` as results arrive: ``workers`` processes decode while the model runs on batches."""
-        _check_top_k(top_k)
-        if workers < 0 or batch_size < 1:
-            raise UsageError(f"--workers must be 0 or more and --batch-size at least 1, got {workers}, {batch_size}")
+        check_batch_options(top_k, workers, batch_size)
         jobs = [(index, str(path), self.preprocessing, self.decoder) for index, path in enumerate(videos)]
         bar = tqdm(total=len(jobs), unit="video", desc="predicting", disable=None if progress else True)
         with _decoded(jobs, workers) as decoded:
@@ -258,44 +256,66 @@ class Predictor:
         rng = np.random.default_rng(0)
         batch = torch.stack([self.preprocessing.worker(v, False, rng) for v in views])  # [N, V', ...]
         clips = self.preprocessing.on_device(batch, self.device, False)  # [N, V', C, T, H, W]
-        return self.engine.view_probs(clips).mean(dim=1).cpu().numpy()  # softmax averaged over the views
+        probs = self.engine.view_probs(clips).mean(dim=1).cpu().numpy()  # softmax averaged over the views
+        if not np.isfinite(probs).all():
+            raise CheckpointError(
+                f"{self.source}: the model's scores are not finite (NaN or infinity); its weights are damaged "
+                "or out of range, so it cannot predict"
+            )
+        return probs
 
     def _ranked(self, probs: np.ndarray, top_k: int) -> list[Prediction]:
         order = np.argsort(-probs, kind="stable")[:top_k]
         return [Prediction(self.classes[i], float(probs[i])) for i in order]
 
 
-def _read_sidecar(path: Path, sidecar: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"no ONNX model at {path}")
-    if not sidecar.is_file():
-        raise CheckpointError(f"{sidecar} is missing: it holds the classes and preprocessing; export again")
+def _onnx_session(path: Path, device: str):
     try:
-        record = json.loads(sidecar.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{sidecar} is damaged ({exc.msg}); export again") from exc
-    if record.get("format") != "onnx" or not {"classes", "preprocessing", "checkpoint_sha256"} <= set(record):
-        raise CheckpointError(f"{sidecar} is not the sidecar of an actionmoe ONNX export; export again")
-    return record
-
-
-def _preprocessing_from_record(record: dict) -> Preprocessing:
-    """The inference half of the preprocessing, from the keys a checkpoint records."""
-    return Preprocessing(
-        clip_len=record["clip_len"],
-        resize=tuple(record["resize"]),
-        presample_frames=record["presample_frames"],
-        crop_size=record["crop_size"],
-        test_clips=record["test_clips"],
-        test_crops=record["test_crops"],
-        mean=tuple(record["mean"]),
-        std=tuple(record["std"]),
+        import onnxruntime
+    except ImportError:
+        raise UsageError("--engine onnx needs onnxruntime: pip install 'actionmoe[export]'") from None
+    wanted = "CUDAExecutionProvider" if pick_device(device).type == "cuda" else "CPUExecutionProvider"
+    available = onnxruntime.get_available_providers()
+    providers = list(
+        dict.fromkeys([wanted, "CPUExecutionProvider"] if wanted in available else ["CPUExecutionProvider"])
     )
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception as exc:  # onnxruntime raises its own error types for unreadable models
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} is a damaged ONNX model ({reason}); export again") from None
+
+
+def _check_onnx_shapes(path: Path, session, data, num_classes: int) -> None:
+    """The traced model takes the sidecar's clips [batch, 3, clip_len, crop, crop] and gives one score per class."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    expected = [3, data.clip_len, data.crop_size, data.crop_size]
+    shape = list(inputs[0].shape[1:]) if inputs else []
+    if shape != expected:
+        raise CheckpointError(
+            f"{path}: the model was exported for clips {shape} but its sidecar describes {expected}; export again"
+        )
+    width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+    if isinstance(width, int) and width != num_classes:
+        raise CheckpointError(
+            f"{path}: its sidecar lists {num_classes} classes but the model outputs {width}; export again"
+        )
 
 
 def _check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
+
+
+def check_batch_options(top_k: int, workers: int = 0, batch_size: int = 1) -> None:
+    """The prediction options a user sets, checked before any model is loaded or video decoded.
+
+    Raises:
+        UsageError: a top-k or batch size below 1, a negative worker count.
+    """
+    _check_top_k(top_k)
+    if workers < 0 or batch_size < 1:
+        raise UsageError(f"--workers must be 0 or more and --batch-size at least 1, got {workers}, {batch_size}")
 
 
 def _capability(device: torch.device) -> tuple[int, int] | None:

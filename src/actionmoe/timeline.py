@@ -25,7 +25,7 @@ import numpy as np
 from actionmoe.data.decode import seek_frames, stream_frames, video_fps
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.errors import UsageError
-from actionmoe.files import write_atomically, write_json
+from actionmoe.files import check_output_file, write_atomically, write_json
 from actionmoe.inference import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -249,17 +249,29 @@ def _single_window(
     return Timeline(str(video), fps, window_frames, stride_frames, [window], probs[None], predictor.classes)
 
 
+TIMELINE_SUFFIXES = (".json", ".csv", ".png")
+
+
+def check_timeline_output(out: Path) -> None:
+    """Refuse an unusable timeline ``--out`` (and the plot beside it) before anything is decoded."""
+    check_output_file(out, "--out", TIMELINE_SUFFIXES)
+    check_output_file(out.with_suffix(".png"), "--out")
+
+
 def write_timeline(timeline: Timeline, out: Path) -> list[Path]:
-    """``out`` as .json (windows and segments) or .csv (one row per window), and ``out`` with .png (the plot)."""
+    """``out`` as .json (windows and segments) or .csv (one row per window), and ``out`` with .png (the plot).
+
+    ``out`` ending in .png writes the plot alone.
+    """
+    check_timeline_output(out)
+    written = []
     if out.suffix.lower() == ".json":
-        write_json(out, timeline.to_json())
+        written.append(write_json(out, timeline.to_json()))
     elif out.suffix.lower() == ".csv":
-        write_atomically(out, lambda path: _write_csv(timeline, path))
-    else:
-        raise UsageError(f"--out for a timeline must end in .json or .csv, got {out.name}")
+        written.append(write_atomically(out, lambda path: _write_csv(timeline, path)))
     plot = out.with_suffix(".png")
     plot_timeline(timeline, plot)
-    return [out, plot]
+    return [*written, plot]
 
 
 def _write_csv(timeline: Timeline, path: Path) -> None:

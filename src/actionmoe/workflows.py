@@ -23,6 +23,7 @@ from actionmoe.engine.run import train_model
 from actionmoe.errors import DatasetError
 from actionmoe.evaluation.evaluate import EvaluationOptions
 from actionmoe.evaluation.reports import evaluate_into, evaluation_is_complete
+from actionmoe.files import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class DemoResult:
 
 def run_demo(config: Config, out: Path) -> DemoResult:
     """The offline demo: the same path as a real HMDB51 run, on the built-in synthetic dataset."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)
     root = acquire_demo_dataset(config, out)
     config = replace(config, data=replace(config.data, root=str(root)))
     save_config(config, out / "config.json")

@@ -7,13 +7,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from actionmoe.config import DataConfig
+from actionmoe.config import DataConfig, load_config_dict
 from actionmoe.data.cache import CacheReport, CacheSpec, ClipCache, create_cache, fill_cache
 from actionmoe.data.dataset import VideoClipDataset
 from actionmoe.data.decode import get_reader
 from actionmoe.data.splits import DatasetSplits, SplitOptions, load_splits
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.errors import CacheError, UsageError
+from actionmoe.errors import CacheError, ConfigError, UsageError
 from actionmoe.files import ensure_writable
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,43 @@ def build_preprocessing(data: DataConfig) -> Preprocessing:
         normalize_on_device=data.normalize_on_device,
         augment_on_device=data.augment_on_device,
     )
+
+
+# The data settings a model's weights depend on: recorded in every checkpoint and export sidecar.
+PREPROCESSING_KEYS = (
+    "clip_len",
+    "resize",
+    "crop_size",
+    "mean",
+    "std",
+    "presample_frames",
+    "decoder",
+    "test_clips",
+    "test_crops",
+)
+
+
+def preprocessing_record(data: DataConfig) -> dict:
+    """The JSON record of ``data``'s preprocessing (``PREPROCESSING_KEYS``), as checkpoints and sidecars hold it."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key in PREPROCESSING_KEYS
+        for value in (getattr(data, key),)
+    }
+
+
+def preprocessing_from_record(record: object) -> DataConfig:
+    """The data config a recorded preprocessing describes, validated like any config (types, ranges, memory).
+
+    Raises:
+        ConfigError: a record that is not a table, lacks a key, or holds an invalid value.
+    """
+    if not isinstance(record, dict):
+        raise ConfigError("the preprocessing record is not a table of keys")
+    missing = [key for key in PREPROCESSING_KEYS if key not in record]
+    if missing:
+        raise ConfigError(f"the preprocessing record lacks {', '.join(missing)}")
+    return load_config_dict({"data": {key: record[key] for key in PREPROCESSING_KEYS}}).data
 
 
 def build_cache_spec(data: DataConfig) -> CacheSpec:

@@ -37,7 +37,7 @@ class Checkpoint:
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename, fsync folder)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {f"model.{k}": _plain(v) for k, v in checkpoint.model.items()}
     meta = {**checkpoint.meta, "format": FORMAT, "format_version": FORMAT_VERSION}
@@ -46,14 +46,9 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         tensors.update(optim_tensors)
     tensors.update({f"rng.{k}": _plain(v) for k, v in checkpoint.rng.items()})
     metadata = {"actionmoe": json.dumps(meta)}
-
-    def write(temporary: Path) -> None:
-        try:
-            save_file(tensors, str(temporary), metadata=metadata)
-        except SafetensorError as exc:  # its I/O errors (a full disk) are not OSErrors
-            raise OSError(str(exc)) from exc
-
-    write_atomically(path, write)
+    # serialised in memory and written by our own atomic writer: safetensors' save_file stages its
+    # own ``.tmpXXXXXX`` file that a kill would leave behind for good
+    write_atomically(path, save(tensors, metadata=metadata))
 
 
 def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
@@ -67,6 +62,10 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
     """
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    try:  # safetensors reports a denied open as its own error, not PermissionError
+        open(path, "rb").close()
+    except PermissionError as exc:
+        raise CheckpointError(f"cannot read {path} ({exc.strerror}); check its permissions") from exc
     wanted = ("model.", "optim.", "rng.") if training_state else ("model.",)
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -93,17 +92,32 @@ def _parse_meta(path: Path, metadata: dict[str, str]) -> dict:
         raise CheckpointError(f"{path} has damaged actionmoe metadata ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an actionmoe checkpoint (no actionmoe metadata)")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer actionmoe (format {meta['format_version']}); upgrade")
-    classes = meta.get("classes")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise CheckpointError(f"{path} has damaged actionmoe metadata (format version {version!r})")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer actionmoe (format {version}); upgrade")
+    for key in ("config", "preprocessing"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{path} has damaged actionmoe metadata ({key} is not a table of keys)")
+    check_class_list(meta.get("classes"), path)
+    return meta
+
+
+def check_class_list(classes: object, source: Path) -> tuple[str, ...]:
+    """The class names a checkpoint or export records: a non-empty list of distinct, non-empty names.
+
+    Raises:
+        CheckpointError: anything else.
+    """
     if (
         not isinstance(classes, list)
         or not classes
         or not all(isinstance(c, str) and c for c in classes)
         or len(set(classes)) != len(classes)
     ):
-        raise CheckpointError(f"{path} records an invalid class list (it must be distinct, non-empty names)")
-    return meta
+        raise CheckpointError(f"{source} records an invalid class list (it must be distinct, non-empty names)")
+    return tuple(classes)
 
 
 def _check_finite(path: Path, model: dict[str, torch.Tensor]) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 from actionmoe import __version__
 from actionmoe.config import Config, config_to_dict, load_config_dict, save_config, unused_model_keys
 from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
+from actionmoe.data.builders import preprocessing_record as data_preprocessing_record
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.splits import DatasetSplits
 from actionmoe.engine.checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
@@ -24,18 +25,6 @@ from actionmoe.files import ensure_writable, exclusive_lock, read_jsonl, remove_
 from actionmoe.models.recognizer import build_model
 
 log = logging.getLogger(__name__)
-
-PREPROCESSING_KEYS = (
-    "clip_len",
-    "resize",
-    "crop_size",
-    "mean",
-    "std",
-    "presample_frames",
-    "decoder",
-    "test_clips",
-    "test_crops",
-)
 
 
 @dataclass(frozen=True)
@@ -59,20 +48,20 @@ def train_model(config: Config, out: Path | None = None, force: bool = False) ->
     context = init_distributed(config.train.device)
     run_dir = out or default_run_dir(config)
     try:
+        splits = build_splits(config.data)  # a missing dataset fails before the run folder or its lock exist
+        if not splits.train:
+            raise DatasetError(f"the training set of split {config.data.split} is empty; check data.root")
         if not context.is_main:
-            return _train(config, run_dir, force, context)
+            return _train(config, splits, run_dir, force, context)
         ensure_writable(run_dir)
         with exclusive_lock(run_dir / ".lock", f"training into {run_dir}"):
             remove_stale_temporaries(run_dir)
-            return _train(config, run_dir, force, context)
+            return _train(config, splits, run_dir, force, context)
     finally:
         shutdown_distributed(context)
 
 
-def _train(config: Config, run_dir: Path, force: bool, context: DistContext) -> TrainResult:
-    splits = build_splits(config.data)
-    if not splits.train:
-        raise DatasetError(f"the training set of split {config.data.split} is empty; check data.root")
+def _train(config: Config, splits: DatasetSplits, run_dir: Path, force: bool, context: DistContext) -> TrainResult:
     resume = None if force else _resumable(run_dir, config, splits)
     if resume is not None and run_is_finished(resume.meta["epoch"], resume.meta["stopped_early"], config.train.epochs):
         _ensure_best(run_dir, resume, finished=True)
@@ -106,6 +95,11 @@ def _resumable(run_dir: Path, config: Config, splits: DatasetSplits) -> Checkpoi
         checkpoint = load_checkpoint(last, training_state=True)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}; cannot resume: delete it or pass --force to start over") from exc
+    if checkpoint.optimizer is None or not {"epoch", "best_metric", "best_epoch"} <= set(checkpoint.meta):
+        raise CheckpointError(
+            f"{last} holds no training state (a copy of best.safetensors?); cannot resume: "
+            "delete it or pass --force to start over"
+        )
     check_compatible(checkpoint.meta, config, splits.classes, last)
     return checkpoint
 
@@ -173,8 +167,7 @@ def _model_config_of(meta: dict) -> dict:
 
 def preprocessing_record(config: Config) -> dict:
     """The data settings a checkpoint's weights depend on (compared on resume, reused by inference)."""
-    data = config_to_dict(config)["data"]
-    return {key: data[key] for key in PREPROCESSING_KEYS}
+    return data_preprocessing_record(config.data)
 
 
 def run_metadata(config: Config, classes: tuple[str, ...]) -> dict:
@@ -263,4 +256,5 @@ def _wrap(model: nn.Module, config: Config, device: torch.device, context: DistC
 def _trim_metrics(path: Path, last_epoch: int) -> None:
     """Keep only the epochs the checkpoint holds (a run killed after logging redoes that epoch)."""
     if path.exists():
-        write_jsonl(path, [row for row in read_jsonl(path) if row["epoch"] <= last_epoch])
+        rows = read_jsonl(path, strict=False)  # a damaged row is dropped with a warning, not a stop
+        write_jsonl(path, [row for row in rows if isinstance(row.get("epoch"), int) and row["epoch"] <= last_epoch])

@@ -5,10 +5,11 @@ Sized for HMDB51's 51 classes: one figure inch per ~4 class labels, labels never
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from actionmoe.files import read_jsonl
 
 DPI = 110
 
@@ -108,7 +109,8 @@ def plot_training_curves(metrics_log: Path, path: Path) -> bool:
     """Loss and accuracy per epoch from a run's metrics.jsonl; False when there is no log."""
     if not metrics_log.is_file():
         return False
-    rows = [json.loads(line) for line in metrics_log.read_text().splitlines() if line.strip()]
+    keys = ("epoch", "task_loss", "val_loss", "train_top1", "val_top1")
+    rows = [row for row in read_jsonl(metrics_log, strict=False) if all(key in row for key in keys)]
     if not rows:
         return False
     plt = _pyplot()

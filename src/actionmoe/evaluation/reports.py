@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actionmoe.errors import DatasetError, OutputError
+from actionmoe.errors import DatasetError, OutputError, UsageError
 from actionmoe.evaluation.evaluate import Evaluation, EvaluationOptions, evaluate_checkpoint
 from actionmoe.evaluation.metrics import per_class_accuracy
 from actionmoe.evaluation.plots import (
@@ -22,41 +22,96 @@ from actionmoe.evaluation.plots import (
     plot_per_class_accuracy,
     plot_training_curves,
 )
-from actionmoe.files import ensure_writable, write_atomically, write_json
+from actionmoe.files import (
+    check_output_folder,
+    remove_stale_temporaries,
+    staging_path,
+    write_atomically,
+    write_json,
+)
 
 
 def evaluate_into(checkpoint: Path, out: Path, options: EvaluationOptions = EvaluationOptions()) -> dict:
     """Evaluate ``checkpoint`` on its test split and write every report file into ``out``; returns the metrics."""
-    ensure_writable(out.parent, "--out")
+    out = check_evaluation_folder(out)
     evaluation = evaluate_checkpoint(checkpoint, options)
     write_report(evaluation, out)
     return evaluation.metrics
 
 
+MARKER = ".actionmoe-evaluation"  # written into every evaluation folder: only such a folder is ever replaced
+REPORT_NAMES = {
+    MARKER,
+    "metrics.json",
+    "report.md",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "per_class_accuracy.png",
+    "expert_usage.png",
+    "class_expert_routing.png",
+    "training_curves.png",
+}
+
+
+def check_evaluation_folder(out: Path, option: str = "--out") -> Path:
+    """``out`` as an absolute path, if an evaluation may be written there: absent, empty, or an earlier evaluation.
+
+    Raises:
+        UsageError: ``out`` holds anything else (a run folder, a project): nothing there is ever deleted.
+        OutputError: it cannot be written.
+    """
+    out = Path(os.path.abspath(out))
+    check_output_folder(out.parent, option)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out} exists and is not a folder; choose a folder for the evaluation")
+    foreign = sorted(entry.name for entry in out.iterdir() if entry.name not in REPORT_NAMES) if out.is_dir() else []
+    if foreign:
+        raise UsageError(
+            f"{option} {out} holds files that are not an evaluation ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new folder, nothing was changed"
+        )
+    remove_stale_temporaries(out.parent)
+    return out
+
+
 def evaluation_is_complete(out: Path) -> bool:
-    """``out`` holds a whole evaluation (the folder is renamed into place only when every file is written)."""
+    """``out`` holds a whole evaluation (its metrics.json is put in place last)."""
     return (out / "metrics.json").is_file() and (out / "report.md").is_file()
 
 
 def write_report(evaluation: Evaluation, out: Path) -> list[Path]:
     """Every output file of ``actionmoe evaluate`` into ``out``; returns their paths.
 
-    The files are written into a hidden staging folder beside ``out`` that replaces ``out`` only
-    when complete, so a kill part-way leaves the previous evaluation (or none), never half of one.
+    The files are written into a hidden staging folder beside ``out``. A new ``out`` is that folder
+    renamed; an existing one (empty, or an earlier evaluation: ``check_evaluation_folder``) gets
+    the files moved in, its old ``metrics.json`` removed first and the new one moved in last, so a
+    kill part-way leaves an evaluation that ``evaluation_is_complete`` calls incomplete, never a
+    mix that looks whole. Nothing else in ``out`` is touched.
     """
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    out = check_evaluation_folder(out)
+    staging = staging_path(out)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        names = _write_report_files(evaluation, staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        names = [MARKER, *_write_report_files(evaluation, staging)]
+        (staging / MARKER).write_text("written by actionmoe evaluate; the folder may be replaced by the next one\n")
+        if out.is_dir():
+            _move_into(staging, out, names)
+        else:
+            staging.rename(out)
     except OSError as exc:
         raise OutputError(f"cannot write the evaluation into {out} ({exc.strerror or exc})") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return [out / name for name in names]
+    return [out / name for name in names if name != MARKER]
+
+
+def _move_into(staging: Path, out: Path, names: list[str]) -> None:
+    (out / "metrics.json").unlink(missing_ok=True)  # the old evaluation stops counting as complete
+    for name in REPORT_NAMES - set(names):
+        (out / name).unlink(missing_ok=True)  # a plot the new evaluation does not have
+    for name in sorted(names, key=lambda n: n == "metrics.json"):
+        os.replace(staging / name, out / name)
 
 
 def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:

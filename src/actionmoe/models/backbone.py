@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -120,8 +122,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: its message advises unsafe loading
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found[1]})" if found else ""
+        raise WeightsError(
+            f"{path} holds pickled objects besides tensors{what}, which could run code; refused: "
+            "save a plain state dict of tensors or a .safetensors file"
+        ) from None
     except Exception as exc:  # corrupt files raise many kinds of errors
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights file {path}: {reason}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
