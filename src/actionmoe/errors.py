@@ -72,3 +72,7 @@ class TrainingError(ActionMoEError):
 
 class RunLockedError(ActionMoEError):
     """Another process is writing into the same run folder."""
+
+
+class WorkerCrashError(ActionMoEError):
+    """A worker process died (a native crash in a video library, or the out-of-memory killer)."""

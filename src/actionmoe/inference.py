@@ -13,8 +13,6 @@ the same view sampling, preprocessing object and multi-view routine as ``actionm
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +26,7 @@ from actionmoe.data.builders import build_preprocessing, preprocessing_from_reco
 from actionmoe.data.dataset import load_views, views_from_frames
 from actionmoe.data.decode import get_reader
 from actionmoe.data.transforms import Preprocessing
+from actionmoe.data.workers import ordered_map
 from actionmoe.engine.checkpoint import check_class_list
 from actionmoe.engine.device import choose_precision, inference_precision, pick_device
 from actionmoe.engine.restore import RestoredModel, restore_model
@@ -232,10 +231,9 @@ class Predictor:
         check_batch_options(top_k, workers, batch_size)
         jobs = [(index, str(path), self.preprocessing, self.decoder) for index, path in enumerate(videos)]
         bar = tqdm(total=len(jobs), unit="video", desc="predicting", disable=None if progress else True)
-        with _decoded(jobs, workers) as decoded:
-            for batch in _batched(decoded, batch_size):
-                yield from self._predict_batch(batch, top_k)
-                bar.update(len(batch))
+        for batch in _batched(_decoded(jobs, workers), batch_size):
+            yield from self._predict_batch(batch, top_k)
+            bar.update(len(batch))
         bar.close()
 
     def _predict_batch(self, batch: list[tuple], top_k: int) -> list[VideoPrediction]:
@@ -322,18 +320,11 @@ def _capability(device: torch.device) -> tuple[int, int] | None:
     return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
 
 
-@contextlib.contextmanager
-def _decoded(jobs: list[tuple], workers: int) -> Iterator[Iterable[tuple]]:
-    """Decoded jobs in order, as (index, views, error, seconds, path): from a process pool, or here (0 workers)."""
+def _decoded(jobs: list[tuple], workers: int) -> Iterator[tuple]:
+    """Decoded jobs in order, as (index, views, error, seconds, path): in worker processes, or here (0 workers)."""
     paths = {job[0]: job[1] for job in jobs}
-    pool = multiprocessing.get_context().Pool(workers) if workers else None
-    try:
-        results = pool.imap(_views_job, jobs, chunksize=1) if pool else map(_views_job, jobs)
-        yield ((index, views, error, seconds, paths[index]) for index, views, error, seconds in results)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    for index, views, error, seconds in ordered_map(_views_job, jobs, workers):
+        yield index, views, error, seconds, paths[index]
 
 
 def _batched(items: Iterable[tuple], size: int) -> Iterator[list[tuple]]:

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from actionmoe.data.decode import read_uniform_frames
+from actionmoe.data.workers import ordered_map
 from actionmoe.errors import CacheError, VideoDecodeError
+from actionmoe.files import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ClipCache:
     def open(cls, folder: Path, root: Path, spec: CacheSpec) -> ClipCache:
         """Open an existing cache, refusing one built with other preprocessing or cut short."""
         manifest = _read_manifest(folder)
-        built_with = CacheSpec(**manifest["spec"])
+        built_with = manifest["spec"]
         if built_with != spec:
             raise CacheError(
                 f"the cache in {folder} holds {built_with.describe()}, but this run needs {spec.describe()}; "
@@ -77,6 +78,7 @@ class ClipCache:
             )
         cache = cls(folder, root, spec, manifest["videos"])
         cache._check_sizes()
+        cache._check_status()
         return cache
 
     def frame_shape(self) -> tuple[int, int, int, int]:
@@ -90,10 +92,13 @@ class ClipCache:
         for name, size in expected.items():
             actual = (self.folder / name).stat().st_size if (self.folder / name).exists() else -1
             if actual != size:
-                raise CacheError(
-                    f"the cache in {self.folder} is truncated or damaged ({name}: {max(actual, 0)} of {size} bytes); "
-                    "rebuild it with `actionmoe data cache --rebuild`"
-                )
+                raise _damaged(self.folder, f"{name}: {max(actual, 0)} of {size} bytes")
+
+    def _check_status(self) -> None:
+        _, status = self._maps()
+        unknown = int(np.isin(status, (TODO, BUILT, FAILED), invert=True).sum())
+        if unknown:
+            raise _damaged(self.folder, f"status.u8: {unknown} unknown values")
 
     def _maps(self, mode: str = "r") -> tuple[np.ndarray, np.ndarray]:
         if self._frames is None or (mode != "r" and not self._frames.flags.writeable):
@@ -121,8 +126,8 @@ class ClipCache:
         path = self.folder / "failures.jsonl"
         if not path.exists():
             return {}
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return {row["video"]: row["reason"] for row in rows}
+        rows = read_jsonl(path, strict=False)  # a damaged row only loses that video's reason
+        return {row["video"]: row["reason"] for row in rows if isinstance(row.get("video"), str) and "reason" in row}
 
     def counts(self) -> dict[str, int]:
         _, status = self._maps()
@@ -136,30 +141,71 @@ class ClipCache:
         return {**self.__dict__, "_frames": None, "_status": None}
 
 
+def _damaged(folder: Path, detail: str) -> CacheError:
+    return CacheError(
+        f"the cache in {folder} is truncated or damaged ({detail}); rebuild it with `actionmoe data cache --rebuild`"
+    )
+
+
 def _read_manifest(folder: Path) -> dict:
+    """The manifest, its spec as a ``CacheSpec`` and its videos as a list of names; anything else is damage."""
     path = folder / "manifest.json"
     if not path.is_file():
         raise CacheError(f"no cache in {folder} (manifest.json missing); build it with `actionmoe data cache`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CacheError(f"{path} is damaged ({exc}); rebuild with `actionmoe data cache --rebuild`") from exc
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _damaged(folder, f"manifest.json: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        raise _damaged(folder, "manifest.json has no spec")
+    videos = manifest.get("videos")
+    if not isinstance(videos, list) or not all(isinstance(video, str) for video in videos):
+        raise _damaged(folder, "manifest.json has no list of videos")
+    return {"spec": _spec_of(folder, manifest["spec"]), "videos": videos}
+
+
+def _spec_of(folder: Path, record: dict) -> CacheSpec:
+    types = {field.name: field.type for field in fields(CacheSpec)}
+    if set(record) != set(types) or not all(
+        isinstance(record[name], int if kind in ("int", int) else str) and not isinstance(record[name], bool)
+        for name, kind in types.items()
+    ):
+        raise _damaged(folder, f"manifest.json has an invalid spec {record}")
+    return CacheSpec(**record)
 
 
 def create_cache(folder: Path, root: Path, spec: CacheSpec, videos: Sequence[Path]) -> ClipCache:
-    """Lay out an empty cache for ``videos`` (sparse files: disk is used as clips are written)."""
+    """Lay out an empty cache for ``videos``, its space reserved on the disk first.
+
+    A sparse file would let writes through the memory map fail later with SIGBUS when the disk
+    fills; reserving the blocks (``posix_fallocate``) fails now, in one line.
+
+    Raises:
+        CacheError: the disk (or a file-size limit) cannot hold the cache.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     cache = ClipCache(folder, root, spec, sorted({Path(os.path.relpath(v, root)).as_posix() for v in videos}))
-    with open(folder / "frames.u8", "wb") as handle:
-        handle.truncate(len(cache.videos) * int(np.prod(cache.frame_shape())))
-    with open(folder / "status.u8", "wb") as handle:
-        handle.truncate(len(cache.videos))
+    _reserve(folder / "frames.u8", len(cache.videos) * int(np.prod(cache.frame_shape())))
+    _reserve(folder / "status.u8", len(cache.videos))
     (folder / "failures.jsonl").write_text("")
     manifest = {"spec": asdict(spec), "videos": cache.videos}
     tmp = folder / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest))
     os.replace(tmp, folder / "manifest.json")  # written last: a cache without it does not exist
     return cache
+
+
+def _reserve(path: Path, size: int) -> None:
+    try:
+        with open(path, "wb") as handle:
+            if size:
+                os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise CacheError(
+            f"the clip cache needs {size / 1e9:.2f} GB in {path.parent} and the disk cannot hold it "
+            f"({exc.strerror or exc}); free space, choose another data.cache folder or lower data.presample_frames"
+        ) from None
 
 
 def _decode_job(job: tuple[int, str, CacheSpec]) -> tuple[int, np.ndarray | None, str]:
@@ -182,10 +228,9 @@ def fill_cache(cache: ClipCache, videos: Sequence[Path], workers: int, flush_eve
     jobs = [(p, str(cache.root / cache.videos[p]), cache.spec) for p in todo]
     failed: dict[str, str] = {}
     pending: list[int] = []
-    context = multiprocessing.get_context()
-    with context.Pool(max(1, workers)) as pool, open(cache.folder / "failures.jsonl", "a") as failure_log:
+    with open(cache.folder / "failures.jsonl", "a") as failure_log:
         progress = tqdm(
-            pool.imap_unordered(_decode_job, jobs, chunksize=2),
+            ordered_map(_decode_job, jobs, max(1, workers)),
             total=len(jobs),
             desc="caching",
             unit="video",

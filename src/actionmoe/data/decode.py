@@ -11,6 +11,8 @@ raises ``VideoDecodeError``.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,26 +62,83 @@ NOT_VIDEO_DEMUXERS = ("tty", "image2", "image2pipe")
 NOT_VIDEO_CODECS = ("ansi", "text", "subrip", "ass")
 
 
-def check_is_video(path: Path) -> None:
-    """Refuse a file that FFmpeg would only turn into frames by rendering text or a still image.
+@dataclass(frozen=True)
+class VideoProbe:
+    """What the container's headers say about its first video stream (read with PyAV, nothing decoded)."""
 
-    The container is probed with PyAV (headers only). Files PyAV cannot open at all are left to
-    the reader, which reports its own reason; without PyAV the check is skipped.
+    demuxer: str
+    codec: str
+    frames: int  # the header's frame count; 0 when it does not say
+
+
+def probe_video(path: Path) -> VideoProbe | None:
+    """The one check every reader, the timeline, the service and the datasets run before decoding.
+
+    Refuses what is not a video: a file FFmpeg would only render as text or a still image, a
+    container without a video stream, or one whose video stream has no decoder here (an SVG
+    saved as .mp4). Returns None without PyAV or for a file PyAV cannot open at all (the reader
+    then reports its own reason).
+
+    Raises:
+        VideoDecodeError: a missing, unreadable or empty file, or one that is not a video.
     """
+    check_readable(path)
     try:
         import av
     except ImportError:
-        return
+        return None
     try:
         with av.open(str(path)) as container:
             demuxer = container.format.name
-            codecs = [stream.codec_context.name for stream in container.streams.video]
+            streams = list(container.streams.video)
+            contexts = [stream.codec_context for stream in streams]
+            frames = int(streams[0].frames or 0) if streams else 0
     except (av.FFmpegError, OSError, ValueError):
-        return
+        return None
     if demuxer in NOT_VIDEO_DEMUXERS or demuxer.endswith("_pipe"):
         raise VideoDecodeError(f"{path}: not a video (FFmpeg reads it as {demuxer!r}: text or a still image)")
-    if not codecs or all(codec in NOT_VIDEO_CODECS for codec in codecs):
-        raise VideoDecodeError(f"{path}: not a video (no video stream, only {codecs or 'other streams'})")
+    codecs = [context.name for context in contexts if context is not None]
+    if not streams:
+        raise VideoDecodeError(f"{path}: not a video (no video stream)")
+    if not codecs:
+        raise VideoDecodeError(f"{path}: not a video (no decodable video stream)")
+    if all(codec in NOT_VIDEO_CODECS for codec in codecs):
+        raise VideoDecodeError(f"{path}: not a video (no video stream, only {codecs})")
+    return VideoProbe(demuxer, codecs[0], frames)
+
+
+def check_is_video(path: Path) -> None:
+    """``probe_video`` for its refusals alone."""
+    probe_video(path)
+
+
+def video_rotation(path: Path) -> int:
+    """Degrees counter-clockwise the frames are turned to stand upright (the display matrix; 0 when none).
+
+    Every reader applies it (OpenCV by itself, PyAV through ``frame_rgb``): one rotation policy.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return int(getattr(next(container.decode(video=0)), "rotation", 0) or 0) % 360
+    except (av.FFmpegError, OSError, ValueError, StopIteration):
+        return 0
+
+
+def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """[H, W, 3] turned ``rotation`` degrees counter-clockwise, as players (and OpenCV) show the video."""
+    turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+
+
+def opencv_can_open(path: Path) -> bool:
+    """OpenCV's FFmpeg backend crashes the process (SIGSEGV) on a file name that is not valid UTF-8."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def resize_frame(frame: np.ndarray, size: Size | None) -> np.ndarray:
@@ -121,6 +180,8 @@ class OpenCVReader:
     def frame_count(self, path: Path) -> int:
         import cv2
 
+        if not opencv_can_open(path):
+            return PyAVReader().frame_count(path)
         capture = cv2.VideoCapture(str(path))
         try:
             return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
@@ -128,15 +189,25 @@ class OpenCVReader:
             capture.release()
 
     def read(self, path: Path, indices: np.ndarray, size: Size | None) -> DecodedClip:
+        """OpenCV's frames; PyAV's when OpenCV cannot take the name or decodes nothing (AV1 has no
+        software decoder in OpenCV's FFmpeg), so the default decoder reads what PyAV reads."""
         import cv2
 
+        if not opencv_can_open(path):
+            return PyAVReader().read(path, indices, size)
         capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
         try:
-            return _gather(self._stream(capture), indices, size)
+            clip = _gather(self._stream(capture), indices, size) if capture.isOpened() else None
         finally:
             capture.release()
+        if clip is not None and clip.num_frames > 0:
+            return clip
+        if importlib.util.find_spec("av") is not None:
+            with contextlib.suppress(VideoDecodeError):  # PyAV cannot either: OpenCV's reason stands
+                return PyAVReader().read(path, indices, size)
+        if clip is None:
+            raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
+        return clip
 
     @staticmethod
     def _stream(capture) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
@@ -186,8 +257,13 @@ class PyAVReader:
                 return
             except (av.FFmpegError, ValueError):  # damaged tail: keep what decoded before it
                 return
-            yield index, lambda frame=frame: frame.to_ndarray(format="rgb24")
+            yield index, lambda frame=frame: frame_rgb(frame)
             index += 1
+
+
+def frame_rgb(frame) -> np.ndarray:
+    """A PyAV frame as upright RGB [H, W, 3] uint8 (its display matrix applied, as OpenCV does)."""
+    return upright(frame.to_ndarray(format="rgb24"), int(getattr(frame, "rotation", 0) or 0))
 
 
 class TorchCodecReader:
@@ -342,6 +418,8 @@ def stream_frames(path: Path, size: Size | None) -> Iterator[np.ndarray]:
 def _stream_opencv(path: Path, size: Size | None) -> Iterator[np.ndarray]:
     import cv2
 
+    if not opencv_can_open(path):
+        raise VideoDecodeError(f"{path}: a file name that is not UTF-8 needs PyAV (pip install av); rename it")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
@@ -431,5 +509,5 @@ def _decode_span(
         if index > last:
             break
         if index >= first:
-            frames[index] = resize_frame(frame.to_ndarray(format="rgb24"), size)
+            frames[index] = resize_frame(frame_rgb(frame), size)
     return frames

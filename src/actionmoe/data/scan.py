@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from actionmoe.config import DataConfig
 from actionmoe.data.decode import get_reader, read_clip
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.data.splits import DatasetSplits
+from actionmoe.data.workers import ordered_map
 from actionmoe.errors import VideoDecodeError
 
 SCAN_SIZE = (64, 64)  # small frames: the scan checks decodability, not pixels
@@ -38,11 +38,8 @@ def scan_one(job: tuple[str, str, int]) -> ScanResult:
 def scan_videos(paths: Sequence[Path], decoder: str, clip_len: int, workers: int) -> list[ScanResult]:
     """One ScanResult per path, in the order given."""
     jobs = [(str(p), decoder, clip_len) for p in paths]
-    with multiprocessing.get_context().Pool(max(1, workers)) as pool:  # the platform's start method; spawn works
-        results = list(
-            tqdm(pool.imap(scan_one, jobs, chunksize=4), total=len(jobs), desc="scanning", unit="video", disable=None)
-        )
-    return results
+    results = ordered_map(scan_one, jobs, max(1, workers))
+    return list(tqdm(results, total=len(jobs), desc="scanning", unit="video", disable=None))
 
 
 def scan_split(splits: DatasetSplits, data: DataConfig, workers: int) -> dict:
