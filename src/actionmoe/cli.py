@@ -215,7 +215,9 @@ def _add_serve(commands) -> None:
     _add_runtime_args(serve)
     serve.add_argument("--top-k", type=int, default=5, help="how many classes to answer with (default 5)")
     serve.add_argument("--workers", type=int, default=1, help="predictions at once (default 1)")
-    serve.add_argument("--queue", type=int, default=4, help="predictions waiting; more get 503 (default 4)")
+    serve.add_argument(
+        "--queue", type=int, help="complete uploads waiting for a worker; more get 503 (default: 32 or 4 x workers)"
+    )
     serve.add_argument("--max-upload-mb", type=int, default=512, help="largest upload accepted (default 512)")
     serve.add_argument("--timeout", type=float, default=300.0, help="time limit of one prediction (default 300 s)")
     serve.set_defaults(handler=cmd_serve)
@@ -580,11 +582,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from actionmoe.inference import Predictor
-    from actionmoe.web.server import ServiceLimits, serve
+    from actionmoe.web.server import ServiceLimits, check_limits, serve
 
-    if args.workers < 1 or args.queue < 0 or args.max_upload_mb < 1 or args.timeout <= 0:
-        raise UsageError("--workers and --max-upload-mb must be at least 1, --queue 0 or more, --timeout positive")
-    limits = ServiceLimits(args.max_upload_mb << 20, args.workers, args.queue, args.timeout)
+    queue = args.queue if args.queue is not None else max(32, 4 * args.workers)
+    limits = ServiceLimits(max(0, args.max_upload_mb) << 20, args.workers, queue, args.timeout)
+    check_limits(limits)
     serve(Predictor.from_checkpoint(args.checkpoint, args.device), args.host, args.port, args.top_k, limits)
     return 0
 

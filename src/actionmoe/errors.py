@@ -76,3 +76,7 @@ class RunLockedError(ActionMoEError):
 
 class WorkerCrashError(ActionMoEError):
     """A worker process died (a native crash in a video library, or the out-of-memory killer)."""
+
+
+class PredictionStoppedError(ActionMoEError):
+    """A prediction was told to stop (its time limit, its client gone, the server stopping)."""

@@ -16,15 +16,15 @@ import importlib.util
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from actionmoe.data.decode import seek_frames, stream_frames, video_fps
+from actionmoe.data.decode import probe_video, seek_frames, stream_frames, video_fps
 from actionmoe.data.sampling import uniform_indices
-from actionmoe.errors import UsageError
+from actionmoe.errors import PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.files import check_output_file, write_atomically, write_json
 from actionmoe.inference import Prediction, Predictor
 
@@ -88,12 +88,19 @@ class Timeline:
         }
 
 
+MAX_SPAN_S = 86_400.0  # one day of video
+MAX_SPAN_FRAMES = 10_000_000
+
+
 def parse_span(text: str, name: str) -> tuple[float, str]:
-    """``2.0`` or ``2.0s`` (seconds) or ``48f`` (frames) -> (value, unit)."""
+    """``2.0`` or ``2.0s`` (seconds) or ``48f`` (frames) -> (value, unit), at most a day or 10 million frames."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([sf]?)\s*", str(text))
     if match is None or float(match[1]) <= 0:
         raise UsageError(f"--{name} must be a positive number of seconds (2.0) or frames (48f), got {text!r}")
-    return float(match[1]), "frames" if match[2] == "f" else "seconds"
+    value, unit = float(match[1]), "frames" if match[2] == "f" else "seconds"
+    if value > (MAX_SPAN_FRAMES if unit == "frames" else MAX_SPAN_S):
+        raise UsageError(f"--{name} must be at most {MAX_SPAN_S:g} s or {MAX_SPAN_FRAMES}f, got {text!r}")
+    return value, unit
 
 
 def predict_timeline(
@@ -104,23 +111,29 @@ def predict_timeline(
     top_k: int = 3,
     batch_size: int = 8,
     seek: bool | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Timeline:
     """Classify overlapping windows of ``video``; ``window`` and ``stride`` as ``parse_span`` reads them.
 
     Raises:
         UsageError: a window or stride that is not positive.
         VideoDecodeError: the file cannot be decoded.
+        PredictionStoppedError: ``should_stop()`` turned true (it is asked before every batch of windows).
     """
+    window_frames_spec, stride_spec = parse_span(window, "window"), parse_span(stride, "stride")
+    probe_video(video)  # not a video (text, audio only, no decoder): one line before any path decodes
     fps = video_fps(video)
     window_frames, stride_frames = (
-        _frames(*parse_span(window, "window"), fps),
-        _frames(*parse_span(stride, "stride"), fps),
+        _frames(*window_frames_spec, fps),
+        _frames(*stride_spec, fps),
     )
     offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
     windows, probabilities, seen = [], [], {"frames": 0}
     for starts, views in _batches(
         _views(video, offsets, window_frames, stride_frames, fps, predictor, seek, seen), batch_size
     ):
+        if should_stop():
+            raise PredictionStoppedError(f"the timeline of {video} was stopped after {len(windows)} windows")
         probs = predictor._video_probs(views)  # [B, classes]
         probabilities.append(probs)
         windows += [
@@ -168,21 +181,34 @@ def _seeked_views(video: Path, offsets: np.ndarray, stride: int, fps: float, siz
     last = int(offsets.max())
     total = _frame_count(video)
     spans = [(start, start + last) for start in range(0, max(total - last, 0), stride)]
-    for start, frames in seek_frames(video, spans, fps, size):
-        wanted = [start + int(o) for o in offsets.reshape(-1)]
-        if not all(index in frames for index in wanted):  # the stream ended early (a header overstated it)
-            return
-        yield start, np.stack([frames[i] for i in wanted]).reshape(*offsets.shape, *frames[wanted[0]].shape)
+    found = 0
+    try:
+        for start, frames in seek_frames(video, spans, fps, size):
+            wanted = [start + int(o) for o in offsets.reshape(-1)]
+            if not all(index in frames for index in wanted):  # the stream ended early (a header overstated it)
+                return
+            found += 1
+            yield start, np.stack([frames[i] for i in wanted]).reshape(*offsets.shape, *frames[wanted[0]].shape)
+    except VideoDecodeError:
+        if not found:
+            raise
+        log.info("%s is damaged after %d windows; the timeline ends there", video, found)  # as plain predict does
 
 
 def _frame_count(video: Path) -> int:
+    """Frames in the header, or duration x rate (0 when neither says: the timeline is then one window)."""
     import av
 
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        return round(float(stream.duration * stream.time_base) * float(stream.average_rate)) if stream.duration else 0
+    try:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            if stream.duration and stream.average_rate:
+                return round(float(stream.duration * stream.time_base) * float(stream.average_rate))
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise VideoDecodeError(f"{video}: cannot open (not a video, or an unsupported container: {exc})") from None
+    return 0
 
 
 def _frames(value: float, unit: str, fps: float) -> int:

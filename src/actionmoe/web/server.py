@@ -18,31 +18,38 @@ that is not a decodable video 422 with the reason.
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
+import shutil
 import socket
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from actionmoe.errors import ActionMoEError, UsageError, VideoDecodeError
+from actionmoe.errors import ActionMoEError, PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.inference import Predictor
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 CHUNK_BYTES = 1 << 20
+POLL_S = 0.2  # how often a waiting request looks at its client and its time limit
 
 
 @dataclass(frozen=True)
 class ServiceLimits:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     workers: int = 1  # predictions running at once
-    queue: int = 4  # predictions waiting; more are refused with 503
-    timeout_s: float = 300.0  # one prediction's time limit
+    queue: int = 32  # complete uploads waiting for a worker; more are refused with 503
+    timeout_s: float = 300.0  # one prediction's running time limit
+    read_idle_s: float = 30.0  # an upload silent this long is refused (408)
+    min_upload_bytes_per_s: float = 32_768.0  # slower than this on average after the grace period: 408
+    upload_grace_s: float = 10.0
 
 
 class _RefusedError(Exception):
@@ -51,22 +58,91 @@ class _RefusedError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
+class Admission:
+    """At most ``workers`` predictions run and ``queue`` complete uploads wait; the rest get 503 at once.
+
+    A slot is taken only once an upload is complete, so slow clients cannot hold one. The
+    measured service and wait times give the queue's statistics and the 503's Retry-After.
+    Thread-safe: FastAPI's test client and uvicorn run handlers on different event loops.
+    """
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self.workers, self.capacity = workers, workers + queue
+        self._lock = threading.Lock()
+        self.admitted = self.running = self.served = 0
+        self.service_s_total = self.wait_s_total = 0.0
+
+    def admit(self) -> None:
+        with self._lock:
+            if self.admitted >= self.capacity:
+                raise _RefusedError(
+                    503,
+                    "busy: every prediction slot and queue place is taken; retry shortly",
+                    {"Retry-After": str(self.retry_after_s())},
+                )
+            self.admitted += 1
+
+    def started(self, waited_s: float) -> None:
+        with self._lock:
+            self.running += 1
+            self.wait_s_total += waited_s
+
+    def finished(self, ran: bool, service_s: float) -> None:
+        with self._lock:
+            self.admitted -= 1
+            if ran:
+                self.running -= 1
+                self.served += 1
+                self.service_s_total += service_s
+
+    def retry_after_s(self) -> int:
+        mean = self.service_s_total / self.served if self.served else 2.0
+        return max(1, math.ceil(mean * self.capacity / self.workers))
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            served = max(1, self.served)
+            return {
+                "workers": self.workers,
+                "capacity": self.capacity,
+                "running": self.running,
+                "waiting": self.admitted - self.running,
+                "served": self.served,
+                "mean_service_s": round(self.service_s_total / served, 4),
+                "mean_wait_s": round(self.wait_s_total / served, 4),
+            }
+
+
 def create_app(
     predictor: Predictor, top_k: int = 5, limits: ServiceLimits = ServiceLimits(), upload_dir: Path | None = None
 ):
-    """The FastAPI application serving ``predictor``."""
+    """The FastAPI application serving ``predictor``.
+
+    Uploads go to ``upload_dir``, or to a private folder in the system's temporary folder; when the
+    application shuts down, uploads still there are removed (and the private folder), so no upload
+    outlives the server.
+    """
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
     executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="predict")
+    admission = Admission(limits.workers, limits.queue)
+    stopping = threading.Event()
+    folder = upload_dir or Path(tempfile.mkdtemp(prefix="actionmoe-serve-"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        yield
-        executor.shutdown(wait=False, cancel_futures=True)  # the prediction threads end with the service
+        try:
+            yield
+        finally:
+            stopping.set()  # running predictions stop at their next window or batch
+            executor.shutdown(wait=False, cancel_futures=True)
+            for leftover in folder.glob("actionmoe-upload-*"):
+                leftover.unlink(missing_ok=True)
+            if upload_dir is None:
+                shutil.rmtree(folder, ignore_errors=True)
 
     app = FastAPI(title="actionmoe", description="Ranked actions in uploaded videos.", lifespan=lifespan)
-    slots = threading.BoundedSemaphore(limits.workers + limits.queue)
     page = (resources.files("actionmoe.web") / "page.html").read_text()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -79,59 +155,111 @@ def create_app(
 
     @app.get("/api/info")
     def info() -> dict:
-        return {"classes": list(predictor.classes), "checkpoint": predictor.source.name}
+        """Classes, the checkpoint, and the queue: running, waiting, served, mean service and wait times."""
+        return {"classes": list(predictor.classes), "checkpoint": predictor.source.name, "queue": admission.snapshot()}
 
     @app.post("/api/predict")
     async def predict(request: Request, top_k: int = top_k, window: str | None = None, stride: str = "1.0"):
         """A multipart upload (field ``file``) or the raw body; ``window``/``stride`` (s, or ``48f``) for a timeline."""
-        if not slots.acquire(blocking=False):
-            return JSONResponse(
-                {"error": "busy: every prediction slot is taken; retry shortly"}, 503, headers={"Retry-After": "2"}
-            )
+        service = _Service(predictor, limits, executor, admission, stopping, folder)
         try:
-            return await _handle(request, predictor, top_k, window, stride, limits, executor, upload_dir)
+            return await service.handle(request, top_k, window, stride)
         except _RefusedError as refused:
             return JSONResponse({"error": refused.message}, refused.status, headers=refused.headers)
-        finally:
-            slots.release()
 
     return app
 
 
-async def _handle(
-    request,
-    predictor: Predictor,
-    top_k: int,
-    window: str | None,
-    stride: str,
-    limits: ServiceLimits,
-    executor: ThreadPoolExecutor,
-    upload_dir: Path | None,
-) -> dict:
-    if top_k < 1:
-        raise _RefusedError(400, f"top_k must be at least 1, got {top_k}")
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limits.max_upload_bytes + 64 * 1024:  # a multipart envelope adds a little
-        raise _RefusedError(413, f"video too large ({declared} bytes; limit {limits.max_upload_bytes})")
-    async with _spooled_upload(request, limits.max_upload_bytes, upload_dir) as (path, name):
-        job = _job(predictor, path, name, top_k, window, stride)
-        loop = asyncio.get_running_loop()
+class _Service:
+    """One request: receive the upload under time limits, then wait for a worker, then predict."""
+
+    def __init__(self, predictor, limits, executor, admission, stopping, folder) -> None:
+        self.predictor, self.limits, self.executor = predictor, limits, executor
+        self.admission, self.stopping, self.folder = admission, stopping, folder
+
+    async def handle(self, request, top_k: int, window: str | None, stride: str) -> dict:
+        if top_k < 1:
+            raise _RefusedError(400, f"top_k must be at least 1, got {top_k}")
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > self.limits.max_upload_bytes + 64 * 1024:  # a multipart envelope adds a little
+            raise _RefusedError(413, f"video too large ({declared} bytes; limit {self.limits.max_upload_bytes})")
+        guarded = type(request)(request.scope, _guarded_receive(request.receive, self.limits))
+        async with _spooled_upload(guarded, self.limits.max_upload_bytes, self.folder) as (path, name):
+            self.admission.admit()
+            try:
+                return await self._run(request, _job(self.predictor, path, name, top_k, window, stride))
+            except VideoDecodeError as exc:
+                raise _RefusedError(422, str(exc).replace(str(path), name)) from None
+            except UsageError as exc:
+                raise _RefusedError(400, str(exc)) from None
+
+    async def _run(self, request, job) -> dict:
+        """Wait for the job's worker, watching the client and the time limit; a job told to stop stops."""
+        cancel = threading.Event()
+        state = {"started": None}
+        submitted = time.monotonic()
+
+        def work() -> dict:
+            state["started"] = time.monotonic()
+            self.admission.started(state["started"] - submitted)
+            try:
+                if cancel.is_set() or self.stopping.is_set():
+                    raise PredictionStoppedError
+                return job(lambda: cancel.is_set() or self.stopping.is_set())
+            finally:
+                self.admission.finished(True, time.monotonic() - state["started"])
+
+        future = asyncio.wrap_future(self.executor.submit(work))
         try:
-            return await asyncio.wait_for(loop.run_in_executor(executor, job), limits.timeout_s)
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=POLL_S)
+                if done:
+                    return future.result()
+                if await request.is_disconnected():
+                    cancel.set()
+                    raise _RefusedError(499, "the client left; the prediction was stopped")
+                started = state["started"]
+                if started is not None and time.monotonic() - started > self.limits.timeout_s:
+                    cancel.set()
+                    raise _RefusedError(504, f"the prediction took longer than {self.limits.timeout_s:g} s")
+        except PredictionStoppedError:
+            raise _RefusedError(503, "the server is stopping; retry shortly", {"Retry-After": "5"}) from None
+        finally:
+            cancel.set()
+            if not future.done() and future.cancel():  # never reached a worker: its slot is free again
+                self.admission.finished(False, 0.0)
+
+
+def _guarded_receive(receive, limits: ServiceLimits):
+    """``receive`` that refuses (408) an upload silent for ``read_idle_s`` or slower than the minimum rate."""
+    started = time.monotonic()
+    received = 0
+
+    async def guarded():
+        nonlocal received
+        try:
+            message = await asyncio.wait_for(receive(), limits.read_idle_s)
         except TimeoutError:
-            raise _RefusedError(504, f"the prediction took longer than {limits.timeout_s:g} s") from None
-        except VideoDecodeError as exc:
-            raise _RefusedError(422, str(exc).replace(str(path), name)) from None
-        except UsageError as exc:
-            raise _RefusedError(400, str(exc)) from None
+            raise _RefusedError(408, f"the upload stalled (nothing for {limits.read_idle_s:g} s)") from None
+        received += len(message.get("body", b""))
+        elapsed = time.monotonic() - started
+        too_slow = received < limits.min_upload_bytes_per_s * elapsed
+        if message.get("more_body") and elapsed > limits.upload_grace_s and too_slow:
+            raise _RefusedError(
+                408, f"the upload is too slow ({received / elapsed:.0f} bytes/s); send it faster or smaller"
+            )
+        return message
+
+    return guarded
 
 
 def _job(predictor: Predictor, path: Path, name: str, top_k: int, window: str | None, stride: str):
-    def run() -> dict:
+    def run(should_stop) -> dict:
         if window is not None:
             from actionmoe.timeline import predict_timeline
 
-            return {"video": name, **predict_timeline(predictor, path, window, stride, top_k).to_json(), "path": name}
+            timeline = predict_timeline(predictor, path, window, stride, top_k, should_stop=should_stop)
+            return {"video": name, **timeline.to_json(), "path": name}
         result = predictor.predict(path, top_k)
         return {"video": name, **result.to_json(), "path": name}
 
@@ -208,6 +336,7 @@ def serve(
         raise UsageError(f"--port must be between 1 and 65535, got {port}")
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    check_limits(limits)
     try:
         import uvicorn
     except ImportError:
@@ -215,7 +344,22 @@ def serve(
     _check_bindable(host, port)
     app = create_app(predictor, top_k, limits)
     print(f"serving {predictor.source} at http://{host}:{port}/ (API docs at /docs; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048)
+    # SIGTERM (docker stop, systemd): uvicorn stops accepting, the lifespan tells running
+    # predictions to stop and removes pending uploads; open connections get 5 s to finish
+    uvicorn.run(app, host=host, port=port, log_level="warning", backlog=2048, timeout_graceful_shutdown=5)
+
+
+def check_limits(limits: ServiceLimits) -> None:
+    """Refuse limits that cannot work (before the model is loaded).
+
+    Raises:
+        UsageError: a worker count or upload size below 1, a negative queue, a time limit that is
+            not a positive finite number.
+    """
+    if limits.workers < 1 or limits.max_upload_bytes < 1 or limits.queue < 0:
+        raise UsageError("--workers and --max-upload-mb must be at least 1, --queue 0 or more")
+    if not (math.isfinite(limits.timeout_s) and limits.timeout_s > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {limits.timeout_s}")
 
 
 def _check_bindable(host: str, port: int) -> None:
