@@ -171,6 +171,7 @@ class HubServer:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_once: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    malformed: str | None = None  # "dotdot" listing, "proxy" page or "list" as the revision answer
 
     def downloads(self, name: str) -> list[str | None]:
         """The Range header of every GET of file ``name``."""
@@ -189,18 +190,35 @@ def hub_handler(hub: HubServer):
             path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
             hub.requests.append((self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
             api, files = f"/api/datasets/{hub.repo_id}/", f"/datasets/{hub.repo_id}/resolve/"
-            if path.startswith(api + "revision/"):
-                self._json({"id": hub.repo_id, "sha": hub.sha, "siblings": [{"rfilename": f} for f in hub.files]})
+            if path.startswith(api + "revision/") and hub.malformed in ("proxy", "list"):
+                self._malformed_revision()
+            elif path.startswith(api + "revision/"):
+                names = [*hub.files, *(["Videos/../../escape.avi"] if hub.malformed == "dotdot" else [])]
+                self._json({"id": hub.repo_id, "sha": hub.sha, "siblings": [{"rfilename": f} for f in names]})
             elif path.startswith(api + "tree/"):
                 listing = [
                     {"type": "file", "path": name, "size": len(body), "oid": hashlib.sha1(body).hexdigest()}
                     for name, body in sorted(hub.files.items())
                 ]
+                if hub.malformed == "dotdot":
+                    listing.append({"type": "file", "path": "Videos/../../escape.avi", "size": 3, "oid": "0" * 40})
                 self._json(listing)
             elif path.startswith(files) and path[len(files) :].partition("/")[2] in hub.files:
                 self._file(path[len(files) :].partition("/")[2])
             else:
                 self._json({"error": f"{path} not found"}, 404)
+
+        def _malformed_revision(self) -> None:
+            if hub.malformed == "list":
+                self._json([{"id": hub.repo_id}])
+                return
+            body = b"<html><body>Proxy authentication required</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _json(self, value, status: int = 200) -> None:
             body = json.dumps(value).encode()

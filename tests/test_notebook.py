@@ -202,3 +202,16 @@ def test_the_upload_widget_in_voila_in_a_real_browser(voila, tmp_path):
         page.screenshot(path=str(tmp_path / "voila.png"))
         browser.close()
     assert shown == [(p.label, round(p.score, 6)) for p in expected.predictions]
+
+
+def test_odd_uploads_are_one_red_line_that_names_the_users_file(predictor, dataset_root, tmp_path):
+    """A 250-character suffix, an undecodable stream (an SVG saved as .mp4): one line, the user's name, no temp path."""
+    panel = UploadPanel(predictor, top_k=3)
+    video = sorted((dataset_root / "videos" / "move_left").iterdir())[0]
+    _upload(panel, video, name="clip." + "x" * 250)
+    assert panel.last is not None  # the suffix is sanitised; the decoders find the format by its content
+    drawing = tmp_path / "drawing.mp4"
+    drawing.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>\n')
+    _upload(panel, drawing)
+    assert "cannot classify drawing.mp4" in panel.status.value and "not a video" in panel.status.value
+    assert "actionmoe-upload-" not in panel.status.value and "/tmp" not in panel.status.value

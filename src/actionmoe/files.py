@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -69,6 +70,16 @@ def _refuse_special(path: Path, option: str, error: type[Exception]) -> None:
         return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise error(f"{option} {path} exists and is not a regular file (a device, FIFO or socket); choose a file")
+
+
+def safe_suffix(name: str) -> str:
+    """The suffix of a client's file name if it is a plain one (letters and digits, at most 8): never a path.
+
+    Anything else (a path, a 250-character suffix) becomes ``.bin``; the decoders read the format from
+    the content, the suffix only helps them guess.
+    """
+    suffix = Path(name.replace("\\", "/")).suffix
+    return suffix.lower() if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix or "") else ".bin"
 
 
 def temporary_path(path: Path) -> Path:

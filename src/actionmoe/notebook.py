@@ -20,6 +20,7 @@ from actionmoe.config import Config, load_config
 from actionmoe.data.builders import build_splits
 from actionmoe.data.decode import video_duration
 from actionmoe.errors import ActionMoEError
+from actionmoe.files import safe_suffix
 from actionmoe.inference import Predictor, VideoPrediction
 from actionmoe.timeline import Timeline, plot_timeline, predict_timeline
 from actionmoe.visualize import ranked_bars_png, save_prediction_grid
@@ -153,13 +154,13 @@ class UploadPanel:
         name = Path(str(item.get("name") or "upload")).name
         self.status.value = f"classifying <b>{html.escape(name)}</b>..."
         with tempfile.TemporaryDirectory(prefix="actionmoe-upload-") as folder:
-            path = Path(folder) / f"video{Path(name).suffix.lower() or '.mp4'}"  # the user's name never reaches disk
+            path = Path(folder) / f"video{safe_suffix(name)}"  # the user's name never reaches disk
             path.write_bytes(bytes(item["content"]))
             try:
                 prediction = self.predictor.predict(path, top_k=self.top_k)
                 timeline = self._timeline(path)
             except ActionMoEError as exc:
-                self._show_error(name, str(exc))
+                self._show_error(name, str(exc).replace(str(path), name))
                 return None
             self._show_timeline(timeline, name, Path(folder))
         self._show_ranked(prediction, name)

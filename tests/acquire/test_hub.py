@@ -15,7 +15,7 @@ import pytest
 from actionmoe.acquire.hub import DEFAULT_REPO, HubSource, parse_hub_source
 from actionmoe.cli import main
 from actionmoe.data.splits import SplitOptions, builtin_hmdb51_split_dir, hmdb51_class_names, load_splits
-from actionmoe.errors import UsageError
+from actionmoe.errors import DatasetError, UsageError
 from tests.helpers import FIXTURES, HubServer, cli_args, hub_files_from_dataset, hub_handler
 
 
@@ -251,3 +251,48 @@ def test_a_disagreeing_assignment_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert "disagree with the official HMDB51 splits in 1 places" in err and f"Videos/{first} is test" in err
+
+
+@pytest.mark.parametrize("malformed", ["dotdot", "proxy", "list"])
+def test_a_malformed_hub_answer_is_one_line_and_writes_nothing_outside(hub, tmp_path, malformed):
+    hub.malformed = malformed
+    root = tmp_path / "deep" / "hub_root"
+    result = download(hub, root, tmp_path)
+    (line,) = error_lines(result)
+    assert result.returncode == 1 and "Hugging Face Hub" in line, result.stderr[-1500:]
+    assert not (root / ".actionmoe-hub.json").exists()
+    assert not list(tmp_path.rglob("escape.avi"))
+
+
+def write_layout(dataset_root: Path, root: Path) -> Path:
+    for name, data in hub_files_from_dataset(dataset_root).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_a_test_video_listed_again_with_another_spelling_is_refused(dataset_root, tmp_path):
+    root = write_layout(dataset_root, tmp_path / "layout")
+    metadata = root / "metadata_split1.jsonl"
+    test_record = next(json.loads(line) for line in metadata.read_text().splitlines() if '"subset": 2' in line)
+    again = {**test_record, "video_path": "./" + test_record["video_path"], "subset": 1}
+    metadata.write_text(metadata.read_text() + json.dumps(again) + "\n")
+    with pytest.raises(DatasetError, match="listed twice"):
+        load_splits("hmdb51_jsonl", root, SplitOptions(split=1, val_fraction=0.2))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text: text.replace('"subset": 1', '"subset": [1]', 1), "subset must be"),
+        (lambda text: "", "holds no records"),
+    ],
+)
+def test_odd_metadata_files_are_one_line(capsys, dataset_root, tmp_path, edit, message):
+    root = write_layout(dataset_root, tmp_path / "layout")
+    for split in (1, 2, 3):
+        path = root / f"metadata_split{split}.jsonl"
+        path.write_text(edit(path.read_text()))
+    code = main(["data", "summary", "--root", str(root), "--dataset", "hmdb51_jsonl"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and message in err and "disagree" not in err, err

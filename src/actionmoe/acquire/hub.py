@@ -98,9 +98,14 @@ def _fetch(snapshot_download, root: Path, source: HubSource) -> None:
             source.repo_id, repo_type="dataset", revision=source.revision, local_dir=root, allow_patterns=PATTERNS
         )
     except Exception as exc:  # the library's HTTP, connection and cache errors have no common base class
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if not isinstance(exc, HfHubHTTPError | LocalEntryNotFoundError | OSError) and not _is_network_error(exc):
-            raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # anything else comes from an answer the library could not use: a proxy's page instead of
+            # JSON, a list where an object belongs, a listing with ".." (the library refuses to write it)
+            raise DownloadError(
+                f"the Hugging Face Hub (HF_ENDPOINT) sent an answer that is not the Hub's "
+                f"({type(exc).__name__}: {reason}); check HF_ENDPOINT and any proxy, then rerun"
+            ) from exc
         raise DownloadError(
             f"could not download {source.repo_id} from the Hugging Face Hub ({reason}); "
             "rerun to resume, check HF_ENDPOINT / HF_TOKEN, or see README 'Getting HMDB51'"

@@ -51,10 +51,12 @@ def parse_metadata_file(path: Path) -> list[MetadataRecord]:
         if not line.strip():
             continue
         record = _parse_line(path, number, line)
-        if record.video_path in seen:
+        if record.video_path in seen:  # compared after normalising: ./Videos/x and Videos/x are one video
             raise DatasetError(f"{path}:{number}: video {record.video_path} is listed twice")
         seen.add(record.video_path)
         records.append(record)
+    if not records:
+        raise DatasetError(f"{path} holds no records; a metadata-JSONL dataset lists every video, one per line")
     return records
 
 
@@ -67,14 +69,15 @@ def _parse_line(path: Path, number: int, line: str) -> MetadataRecord:
     if not isinstance(row, dict) or not {"video_path", "label", "subset"} <= set(row):
         raise DatasetError(f'{where}: expected {{"video_path", "label", "subset"}}, got {line.strip()[:80]!r}')
     video_path, label, subset = row["video_path"], row["label"], row["subset"]
-    parts = PurePosixPath(str(video_path)).parts
-    if not isinstance(label, str) or not label or len(parts) < 2 or ".." in parts or str(video_path).startswith("/"):
+    text = str(video_path).replace("\\", "/")
+    parts = [part for part in PurePosixPath(text).parts if part != "."]  # ./Videos/x is Videos/x
+    if not isinstance(label, str) or not label or len(parts) < 2 or ".." in parts or text.startswith("/"):
         raise DatasetError(f"{where}: expected a relative video_path and a class label, got {line.strip()[:80]!r}")
     if parts[-2] != label:
         raise DatasetError(f"{where}: label {label!r} but the video lies in the folder {parts[-2]!r}")
-    if subset not in SUBSETS or isinstance(subset, bool):
+    if not isinstance(subset, int) or isinstance(subset, bool) or subset not in SUBSETS:
         raise DatasetError(f"{where}: subset must be 0 (unused), 1 (train) or 2 (test), got {subset!r}")
-    return MetadataRecord(str(video_path), label, SUBSETS[subset])
+    return MetadataRecord("/".join(parts), label, SUBSETS[subset])
 
 
 def official_mismatches(

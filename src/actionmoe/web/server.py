@@ -20,7 +20,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -32,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from actionmoe.errors import ActionMoEError, PredictionStoppedError, UsageError, VideoDecodeError
+from actionmoe.files import safe_suffix
 from actionmoe.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -264,12 +264,6 @@ def _job(predictor: Predictor, path: Path, name: str, top_k: int, window: str | 
         return {"video": name, **result.to_json(), "path": name}
 
     return run
-
-
-def safe_suffix(name: str) -> str:
-    """The client's file suffix, if it is a plain one (letters and digits, at most 8): never a path."""
-    suffix = Path(name.replace("\\", "/")).suffix
-    return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix or "") else ".bin"
 
 
 @contextlib.asynccontextmanager
