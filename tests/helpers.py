@@ -119,6 +119,20 @@ EASY = [
 ]
 
 
+def run(capsys, *argv) -> tuple[int, str, str]:
+    """``actionmoe ARGV`` in this process: (exit code, stdout, stderr)."""
+    from actionmoe.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> bool:
+    """``err`` is exactly one ``actionmoe: error:`` line, no traceback."""
+    return err.count("\n") == 1 and err.startswith("actionmoe: error: ") and "Traceback" not in err
+
+
 def extract_argv(root: Path, archives: Path) -> list[str]:
     """``data download`` of local synthetic archives, checked against the checksum file beside them."""
     return [

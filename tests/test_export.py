@@ -21,18 +21,9 @@ import torch
 from actionmoe.cli import main
 from actionmoe.errors import CheckpointError
 from actionmoe.export import file_sha256, load_program, pickled_members, sidecar_path
+from tests.helpers import one_line, run
 
 VIDEO = Path(__file__).parent / "fixtures" / "videos" / "test.avi"
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and err.startswith("actionmoe: error: ") and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")

@@ -25,17 +25,7 @@ from actionmoe import files
 from actionmoe.cli import main
 from actionmoe.data.splits import builtin_hmdb51_split_dir
 from actionmoe.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from tests.helpers import cli_args, epochs_logged
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and err.startswith("actionmoe: error: ") and "Traceback" not in err
+from tests.helpers import cli_args, epochs_logged, one_line, run
 
 
 def md5(data: bytes) -> str:

@@ -8,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actionmoe.cli import main
 from actionmoe.inference import Predictor
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and err.startswith("actionmoe: error: ") and "Traceback" not in err
+from tests.helpers import one_line, run
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,7 @@ class DataConfig:
             "data.val_fraction",
             "must be between 0 and 1 (exclusive), unless data.val_on_test = true",
         )
-        _require(1 <= self.clip_len <= MAX_FRAMES, "data.clip_len", f"must be between 1 and {MAX_FRAMES}")
+        _require(1 <= self.clip_len <= MAX_FRAMES, "data.clip_len", f"must be at least 1 and at most {MAX_FRAMES}")
         _require(
             min(self.resize) >= 1 and max(self.resize) <= MAX_SIDE,
             "data.resize",
@@ -137,7 +137,11 @@ class DataConfig:
             "data.presample_frames",
             f"must be 0 (all frames) or up to {MAX_FRAMES}",
         )
-        _require(1 <= self.test_clips <= MAX_TEST_CLIPS, "data.test_clips", f"must be between 1 and {MAX_TEST_CLIPS}")
+        _require(
+            1 <= self.test_clips <= MAX_TEST_CLIPS,
+            "data.test_clips",
+            f"must be at least 1 and at most {MAX_TEST_CLIPS}",
+        )
         _require(
             self.video_bytes() <= MAX_VIDEO_BYTES,
             "data.test_clips/test_crops/clip_len/crop_size/resize/presample_frames",

@@ -16,17 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actionmoe.cli import main
 from actionmoe.data.decode import OpenCVReader, PyAVReader, probe_video, read_uniform_frames, video_rotation
 from actionmoe.errors import VideoDecodeError
+from tests.helpers import run
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>\n'
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_pyav(path: Path, codec: str, frames: np.ndarray, rotation: int = 0) -> Path:

@@ -17,19 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from actionmoe.cli import main
 from actionmoe.engine.checkpoint import load_checkpoint
-from tests.helpers import cli_args
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and err.startswith("actionmoe: error: ") and "Traceback" not in err
+from tests.helpers import cli_args, one_line, run
 
 
 def edited(trained_run: Path, tmp_path: Path, edit) -> Path:

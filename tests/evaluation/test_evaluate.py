@@ -42,7 +42,7 @@ def test_writes_every_file_with_real_content(trained_run, tmp_path, capsys):
         == 0
     )
     assert "test split 1 (9 videos, views 2x3)" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == EXPECTED_FILES
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES | {".actionmoe-evaluation"}  # the marker: ours
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"]["views"] == "2x3" and metrics["clip_level"]["clips"] == 9 * 6
     assert set(metrics["video_level"]["per_class"]) == {"move_left", "move_right", "move_up"}

@@ -23,7 +23,7 @@ from actionmoe.evaluation.plots import (
     plot_training_curves,
 )
 from actionmoe.files import (
-    check_output_folder,
+    ensure_writable,
     remove_stale_temporaries,
     staging_path,
     write_atomically,
@@ -61,7 +61,7 @@ def check_evaluation_folder(out: Path, option: str = "--out") -> Path:
         OutputError: it cannot be written.
     """
     out = Path(os.path.abspath(out))
-    check_output_folder(out.parent, option)
+    ensure_writable(out.parent, option)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{option} {out} exists and is not a folder; choose a folder for the evaluation")
     foreign = sorted(entry.name for entry in out.iterdir() if entry.name not in REPORT_NAMES) if out.is_dir() else []

@@ -122,11 +122,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused an object: its message advises unsafe loading
+    except pickle.UnpicklingError as exc:  # torch's message advises unsafe loading: never repeated here
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" ({found[1]})" if found else ""
+        if found is None:  # a damaged file, not a refused object
+            reason = re.search(r"WeightsUnpickler error: ([^\n]+)", str(exc))
+            raise WeightsError(
+                f"cannot read weights file {path}: damaged ({reason[1] if reason else 'unreadable pickle'})"
+            ) from None
         raise WeightsError(
-            f"{path} holds pickled objects besides tensors{what}, which could run code; refused: "
+            f"{path} holds pickled objects besides tensors ({found[1]}), which could run code; refused: "
             "save a plain state dict of tensors or a .safetensors file"
         ) from None
     except Exception as exc:  # corrupt files raise many kinds of errors
