@@ -209,7 +209,8 @@ class _Service:
             finally:
                 self.admission.finished(True, time.monotonic() - state["started"])
 
-        future = asyncio.wrap_future(self.executor.submit(work))
+        submitted_job = self.executor.submit(work)
+        future = asyncio.wrap_future(submitted_job)
         try:
             while True:
                 done, _ = await asyncio.wait({future}, timeout=POLL_S)
@@ -226,7 +227,7 @@ class _Service:
             raise _RefusedError(503, "the server is stopping; retry shortly", {"Retry-After": "5"}) from None
         finally:
             cancel.set()
-            if not future.done() and future.cancel():  # never reached a worker: its slot is free again
+            if submitted_job.cancel():  # never reached a worker (False once running): its slot is free again
                 self.admission.finished(False, 0.0)
 
 
