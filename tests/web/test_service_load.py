@@ -162,6 +162,8 @@ def test_a_prediction_past_its_time_limit_stops_and_frees_the_worker(predictor, 
         calls_at_timeout = slow_model["count"]
         time.sleep(1.0)
         assert slow_model["count"] <= calls_at_timeout + 1  # stopped at the next window
+        queue = json.loads(urllib.request.urlopen(url + "api/info", timeout=30).read())["queue"]
+        assert queue["running"] == 0 and queue["waiting"] == 0  # its place was freed once, not twice
         started = time.monotonic()
         status, _, _ = post(url, long_video)
         assert status == 200 and time.monotonic() - started < 5  # not queued behind an orphaned timeline
