@@ -26,8 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("actionmoe").setLevel(level)
+    _configure_logging(level, args.verbose)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return 2
@@ -39,6 +38,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("actionmoe: interrupted", file=sys.stderr)
         return 130
+
+
+class _PlainFormatter(logging.Formatter):
+    """Messages as plain lines at the default level; warnings and errors say so; ``-v`` adds level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def _configure_logging(level: int, verbose: bool) -> None:
+    """Our lines on stderr, unless a host (a notebook, a test runner) already shows log records."""
+    logger = logging.getLogger("actionmoe")
+    logger.setLevel(level)
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _PlainFormatter("%(message)s")
+    )
+    logger.handlers[:] = [handler]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +107,7 @@ def _add_info_and_demo(commands) -> None:
     info.set_defaults(handler=cmd_info)
     demo = commands.add_parser("demo", help="offline end-to-end run on the built-in synthetic dataset")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    demo.add_argument("--force", action="store_true", help="train again even if the demo run is finished")
     _add_config_args(demo, default="demo")
     demo.set_defaults(handler=cmd_demo)
 
@@ -163,9 +184,9 @@ def _add_predict(commands) -> None:
     _add_runtime_args(predict)
     predict.add_argument(
         "--engine",
-        choices=["torch", "onnx"],
-        default="torch",
-        help="onnx: run an exported ONNX model (--checkpoint model.onnx) with onnxruntime",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="auto (default): onnxruntime for a .onnx --checkpoint, else PyTorch",
     )
     predict.add_argument(
         "--precision",
@@ -201,8 +222,7 @@ def _add_export(commands) -> None:
     export.add_argument(
         "--format",
         choices=["torch", "onnx"],
-        default="torch",
-        help="torch: a torch.export program (.pt2); onnx: an ONNX model for onnxruntime",
+        help="torch: a torch.export program (.pt2); onnx: an ONNX model for onnxruntime (default: by --out's suffix)",
     )
     export.set_defaults(handler=cmd_export)
 
@@ -518,9 +538,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict every video; an unreadable one is reported on its own line (or row) and makes the exit code 1."""
     from actionmoe.batch import check_batch_output, expand_inputs, predict_to_file
-    from actionmoe.inference import Predictor, check_batch_options
+    from actionmoe.inference import Predictor, check_batch_options, choose_engine
 
     check_batch_options(args.top_k, args.workers, args.batch_size)
+    choose_engine(args.checkpoint, args.engine)
     videos = expand_inputs(args.videos)
     if args.window is not None:
         return _predict_timeline(args, videos)
@@ -650,7 +671,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from actionmoe.workflows import run_demo
 
     config = resolve_config(args)
-    result = run_demo(config, args.out)
+    result = run_demo(config, args.out, args.force)
     training = result.training
     print(format_summary(result.summary, config.data.split))
     print(training.message)

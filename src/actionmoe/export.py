@@ -51,15 +51,16 @@ ONNX_OPSET = 20
 FORMATS = ("torch", "onnx")
 
 
-def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str = "torch") -> ExportResult:
+def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str | None = None) -> ExportResult:
     """A ``torch.export`` program (.pt2) or an ONNX model (.onnx) of ``checkpoint``, with a JSON sidecar.
 
     Both take a float clip batch [batch, 3, T, H, W] with a dynamic batch axis (``batch_size`` is
     the example batch used for tracing) and return class probabilities [batch, classes]. The
     sidecar ``OUT.json`` records the classes, the preprocessing, the checkpoint's SHA-256 and the
-    exported file's, so a sidecar that belongs to another file is detected.
+    exported file's, so a sidecar that belongs to another file is detected. ``fmt`` None: ONNX for
+    a name ending in .onnx, else a torch.export program.
     """
-    check_export_options(out, batch_size, fmt)
+    fmt = check_export_options(out, batch_size, fmt)
     restored = restore_model(checkpoint, "cpu")
     data = restored.config.data
     # traced with at least 2 clips: a batch of 1 would be specialised and the batch axis lose its dynamism
@@ -185,8 +186,11 @@ FORMAT_NAMES = {"onnx": "ONNX", "torch.export": "torch.export"}
 MAX_BATCH = 4096  # the upper end of the exported batch axis
 
 
-def check_export_options(out: Path, batch_size: int, fmt: str) -> None:
-    """Refuse unusable export options before the checkpoint is read or anything traced.
+def check_export_options(out: Path, batch_size: int, fmt: str | None = None) -> str:
+    """Refuse unusable export options before the checkpoint is read or anything traced; the format to write.
+
+    ``fmt`` None takes the format from the suffix (.onnx: onnx, anything else: torch); a format
+    that contradicts the suffix is refused with the option that works.
 
     Raises:
         UsageError: a batch size outside 1..MAX_BATCH, an unknown format, ``out`` a folder or
@@ -195,10 +199,17 @@ def check_export_options(out: Path, batch_size: int, fmt: str) -> None:
     """
     if not 1 <= batch_size <= MAX_BATCH:
         raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH} (the exported batch axis), got {batch_size}")
+    suffix_format = "onnx" if out.suffix.lower() == ".onnx" else "torch"
+    fmt = fmt or suffix_format
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "torch" and suffix_format == "onnx":
+        raise UsageError(f"--out {out.name} names an ONNX model: use --format onnx (or name it .pt2)")
+    if fmt == "onnx" and out.suffix.lower() == ".pt2":
+        raise UsageError(f"--out {out.name} names a torch.export program: use --format torch (or name it .onnx)")
     check_output_file(out, "--out")
     check_output_file(sidecar_path(out), "--out")
+    return fmt
 
 
 def sidecar_path(model: Path) -> Path:

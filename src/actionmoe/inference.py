@@ -126,14 +126,13 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", precision: str | None = None, engine: str = "torch"
+        cls, path: str | Path, device: str = "auto", precision: str | None = None, engine: str = "auto"
     ) -> Predictor:
         """``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16.
-        ``engine="onnx"`` reads an exported ONNX model instead (``path`` is then the .onnx file)."""
+        ``engine``: ``auto`` (ONNX for a .onnx file, else PyTorch), ``torch`` or ``onnx``."""
+        engine = choose_engine(Path(path), engine)
         if engine == "onnx":
             return cls.from_onnx(path, device)
-        if engine != "torch":
-            raise UsageError(f"--engine must be torch or onnx, got {engine!r}")
         if precision not in (None, "auto", "fp32", "bf16", "fp16"):
             raise UsageError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
         target = pick_device(device)
@@ -298,6 +297,27 @@ def _check_onnx_shapes(path: Path, session, data, num_classes: int) -> None:
         raise CheckpointError(
             f"{path}: its sidecar lists {num_classes} classes but the model outputs {width}; export again"
         )
+
+
+def choose_engine(path: Path, engine: str = "auto") -> str:
+    """``torch`` or ``onnx`` for ``path``: by its suffix for ``auto``; a contradiction names what works.
+
+    Raises:
+        UsageError: an unknown engine, ``onnx`` for a safetensors checkpoint, ``torch`` for an ONNX file.
+    """
+    is_onnx = path.suffix.lower() == ".onnx"
+    if engine == "auto":
+        return "onnx" if is_onnx else "torch"
+    if engine not in ("torch", "onnx"):
+        raise UsageError(f"--engine must be auto, torch or onnx, got {engine!r}")
+    if engine == "onnx" and path.suffix.lower() == ".safetensors":
+        raise UsageError(
+            f"{path.name} is a safetensors checkpoint: drop --engine onnx, or export it first "
+            f"(actionmoe export --checkpoint {path} --out model.onnx)"
+        )
+    if engine == "torch" and is_onnx:
+        raise UsageError(f"{path.name} is an ONNX model: use --engine onnx (or leave --engine out)")
+    return engine
 
 
 def _check_top_k(top_k: int) -> None:

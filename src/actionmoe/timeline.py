@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actionmoe.data.decode import probe_video, seek_frames, stream_frames, video_fps
+from actionmoe.data.decode import probe_video, seek_frames, stream_frames, unopenable_reason, video_fps
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.errors import PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.files import check_output_file, write_atomically, write_json
@@ -207,7 +207,7 @@ def _frame_count(video: Path) -> int:
             if stream.duration and stream.average_rate:
                 return round(float(stream.duration * stream.time_base) * float(stream.average_rate))
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
-        raise VideoDecodeError(f"{video}: cannot open (not a video, or an unsupported container: {exc})") from None
+        raise VideoDecodeError(f"{video}: {unopenable_reason(video)} ({exc})") from None
     return 0
 
 

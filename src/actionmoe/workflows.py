@@ -66,7 +66,7 @@ class DemoResult:
     training: TrainingOutcome
 
 
-def run_demo(config: Config, out: Path) -> DemoResult:
+def run_demo(config: Config, out: Path, force: bool = False) -> DemoResult:
     """The offline demo: the same path as a real HMDB51 run, on the built-in synthetic dataset."""
     check_output_folder(out)
     root = acquire_demo_dataset(config, out)
@@ -75,7 +75,7 @@ def run_demo(config: Config, out: Path) -> DemoResult:
     summary = summarize(build_splits(config.data))
     cache, report = run_cache_build(config.data)
     log.info("clip cache %s: %d videos built now, %d before", cache.folder, report.built, report.already)
-    return DemoResult(out, root, summary, run_training(config, out / "run"))
+    return DemoResult(out, root, summary, run_training(config, out / "run", force))
 
 
 def acquire_demo_dataset(config: Config, out: Path) -> Path:

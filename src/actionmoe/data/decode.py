@@ -44,6 +44,30 @@ class VideoReader(Protocol):
         """Decode the frames at ``indices`` (sorted or not, repeats allowed)."""
 
 
+def _quiet_ffmpeg() -> None:
+    """FFmpeg's own log lines ("moov atom not found") stay off the terminal and the server log:
+    every failure reaches the user once, as our one-line reason. OpenCV's FFmpeg reads its level
+    when it opens its first file; a level the user set is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    try:
+        import av
+    except ImportError:
+        return
+    av.logging.set_level(None)
+
+
+_quiet_ffmpeg()
+
+
+def unopenable_reason(path: Path) -> str:
+    """Why a file no decoder could open, as the user should read it."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if head[4:8] == b"ftyp":  # an MP4/MOV whose index (the moov atom) is missing: a cut copy or download
+        return "truncated or damaged (no moov atom: the MP4's index is missing); copy or download it again"
+    return "cannot open (not a video, or an unsupported container)"
+
+
 def check_readable(path: Path) -> None:
     """Raise a one-line VideoDecodeError for the file-system problems a user can cause."""
     if not path.exists():
@@ -206,7 +230,7 @@ class OpenCVReader:
             with contextlib.suppress(VideoDecodeError):  # PyAV cannot either: OpenCV's reason stands
                 return PyAVReader().read(path, indices, size)
         if clip is None:
-            raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
+            raise VideoDecodeError(f"{path}: {unopenable_reason(path)}")
         return clip
 
     @staticmethod
@@ -241,6 +265,8 @@ class PyAVReader:
                 if not container.streams.video:
                     raise VideoDecodeError(f"{path}: has no video stream")
                 return _gather(self._stream(container), indices, size)
+        except av.InvalidDataError:
+            raise VideoDecodeError(f"{path}: {unopenable_reason(path)}") from None
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise VideoDecodeError(f"{path}: cannot decode ({exc})") from exc
 
@@ -422,7 +448,7 @@ def _stream_opencv(path: Path, size: Size | None) -> Iterator[np.ndarray]:
         raise VideoDecodeError(f"{path}: a file name that is not UTF-8 needs PyAV (pip install av); rename it")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise VideoDecodeError(f"{path}: cannot open (not a video, or an unsupported container)")
+        raise VideoDecodeError(f"{path}: {unopenable_reason(path)}")
     try:
         for _, convert in OpenCVReader._stream(capture):
             yield resize_frame(convert(), size)

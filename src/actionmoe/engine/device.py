@@ -63,7 +63,7 @@ def choose_precision(requested: str, device_type: str, capability: tuple[int, in
             return PrecisionPolicy("fp16", "fp16 on the CPU as asked: emulated, slower than fp32", warn=True)
         return PrecisionPolicy(
             "fp32" if requested == "auto" else requested,
-            "CPU: fp32" if requested == "auto" else f"{requested} as configured",
+            "the CPU computes in fp32" if requested == "auto" else f"{requested} as configured",
         )
     native_bf16 = capability is not None and capability >= (8, 0)
     cc = "unknown" if capability is None else f"{capability[0]}.{capability[1]}"
