@@ -20,7 +20,7 @@ from pathlib import Path
 
 from actionmoe.data.splits import VIDEO_EXTENSIONS
 from actionmoe.errors import DatasetError, UsageError
-from actionmoe.files import check_output_file, lock_open_file
+from actionmoe.files import check_output_file, json_object, lock_open_file
 from actionmoe.inference import Predictor, VideoPrediction
 
 
@@ -192,12 +192,9 @@ def _jsonl_rows(out: Path, text: str) -> list[dict]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise _not_ours(out, f"line {number} is not JSON") from None
-        if not isinstance(row, dict):
-            raise _not_ours(out, f"line {number} is not a JSON object")
+        row, problem = json_object(line)
+        if row is None:
+            raise _not_ours(out, f"line {number} {problem}")
         if not isinstance(row.get("path"), str) or "checkpoint_sha256" not in row:
             raise _not_ours(out, f'line {number} has no "path" and "checkpoint_sha256"')
         rows.append(row)

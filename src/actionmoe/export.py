@@ -175,9 +175,8 @@ def read_sidecar(model: Path, fmt: str) -> dict:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{sidecar} is damaged ({exc}); export again") from exc
-    if not isinstance(record, dict) or record.get("format") != fmt:
-        raise CheckpointError(f"{sidecar} is not the sidecar of an actionmoe {FORMAT_NAMES[fmt]} export; export again")
-    if not {"classes", "preprocessing", "checkpoint_sha256", "model_sha256"} <= set(record):
+    required = {"classes", "preprocessing", "checkpoint_sha256", "model_sha256"}
+    if not isinstance(record, dict) or record.get("format") != fmt or not required <= set(record):
         raise CheckpointError(f"{sidecar} is not the sidecar of an actionmoe {FORMAT_NAMES[fmt]} export; export again")
     return record
 

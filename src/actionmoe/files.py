@@ -138,9 +138,9 @@ def read_jsonl(path: Path, strict: bool = True) -> list[dict]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        problem = _jsonl_problem(line)
-        if problem is None:
-            rows.append(json.loads(line))
+        row, problem = json_object(line)
+        if row is not None:
+            rows.append(row)
         elif number == len(lines) and problem == "is not JSON":  # only the last line can be torn by a kill
             break
         elif strict:
@@ -150,12 +150,13 @@ def read_jsonl(path: Path, strict: bool = True) -> list[dict]:
     return rows
 
 
-def _jsonl_problem(line: str) -> str | None:
+def json_object(line: str) -> tuple[dict | None, str | None]:
+    """One JSON-lines row: (the object, None), or (None, what is wrong: "is not JSON" / "is not a JSON object")."""
     try:
         value = json.loads(line)
     except ValueError:
-        return "is not JSON"
-    return None if isinstance(value, dict) else "is not a JSON object"
+        return None, "is not JSON"
+    return (value, None) if isinstance(value, dict) else (None, "is not a JSON object")
 
 
 def append_jsonl(path: Path, row: dict) -> None:

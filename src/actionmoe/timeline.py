@@ -120,12 +120,12 @@ def predict_timeline(
         VideoDecodeError: the file cannot be decoded.
         PredictionStoppedError: ``should_stop()`` turned true (it is asked before every batch of windows).
     """
-    window_frames_spec, stride_spec = parse_span(window, "window"), parse_span(stride, "stride")
+    window_span, stride_span = parse_span(window, "window"), parse_span(stride, "stride")
     probe_video(video)  # not a video (text, audio only, no decoder): one line before any path decodes
     fps = video_fps(video)
     window_frames, stride_frames = (
-        _frames(*window_frames_spec, fps),
-        _frames(*stride_spec, fps),
+        _frames(*window_span, fps),
+        _frames(*stride_span, fps),
     )
     offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
     windows, probabilities, seen = [], [], {"frames": 0}

@@ -63,11 +63,8 @@ PREPROCESSING_KEYS = (
 
 def preprocessing_record(data: DataConfig) -> dict:
     """The JSON record of ``data``'s preprocessing (``PREPROCESSING_KEYS``), as checkpoints and sidecars hold it."""
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key in PREPROCESSING_KEYS
-        for value in (getattr(data, key),)
-    }
+    record = {key: getattr(data, key) for key in PREPROCESSING_KEYS}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in record.items()}
 
 
 def preprocessing_from_record(record: object) -> DataConfig:

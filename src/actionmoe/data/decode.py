@@ -377,8 +377,7 @@ def read_clip(reader: VideoReader, path: Path, sample: Callable[[int], np.ndarra
     Returns:
         DecodedClip whose ``frames`` has exactly ``len(sample(n))`` frames.
     """
-    check_readable(path)
-    check_is_video(path)
+    check_is_video(path)  # checks the file is there and readable first
     count = reader.frame_count(path)
     if count <= 0:  # no usable header: read to the end once to count
         count = reader.read(path, np.array([np.iinfo(np.int32).max]), size).num_frames
@@ -424,8 +423,7 @@ def stream_frames(path: Path, size: Size | None) -> Iterator[np.ndarray]:
     Raises:
         VideoDecodeError: the file cannot be opened as a video.
     """
-    check_readable(path)
-    check_is_video(path)
+    check_is_video(path)  # checks the file is there and readable first
     try:
         import av
     except ImportError:
@@ -511,8 +509,7 @@ def seek_frames(
     """
     import av
 
-    check_readable(path)
-    check_is_video(path)
+    check_is_video(path)  # checks the file is there and readable first
     stats = stats if stats is not None else {}
     stats.setdefault("decoded", 0)
     try:
