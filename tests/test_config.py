@@ -7,7 +7,6 @@ import pytest
 
 from actionmoe.cli import main
 from actionmoe.config import (
-    SHAZEER_NOISE_STD,
     Config,
     builtin_config_names,
     config_to_dict,
@@ -87,17 +86,6 @@ def test_resolved_config_round_trips(tmp_path):
     save_config(config, tmp_path / "config.json")
     assert load_config_dict(json.loads((tmp_path / "config.json").read_text())) == config
     assert config_to_dict(config)["data"]["split"] == 3
-
-
-def test_a_saved_config_from_before_a_routing_key_existed_reads_as_the_model_it_trained():
-    """Runs written before these keys had Shazeer's zero gate, its noise start and no shared expert,
-    whatever today's defaults are."""
-    saved = config_to_dict(load_config("motion12"))
-    for key in ("gate_init_std", "noise_std_start", "shared_expert"):
-        del saved["model"][key]
-    model = load_config_dict(saved).model
-    assert (model.gate_init_std, model.noise_std_start, model.shared_expert) == (0.0, SHAZEER_NOISE_STD, False)
-    assert load_config("motion12", ["model.shared_expert=true"]).model.shared_expert
 
 
 BAD_VALUES = [

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from actionmoe.data.decode import write_video
-from actionmoe.inference import Predictor
 from actionmoe.notebook import UploadPanel, detect_environment, sample_test_videos
+from actionmoe.predict.predictor import Predictor
 from tests.helpers import free_port
 from tests.notebooks import DEMO_PARAMETERS, NOTEBOOK, execute, with_parameters
 

@@ -198,7 +198,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted_and_jsonl_stays_raw(
     code, _, _ = run(capsys, *predict_argv(trained_run, ["*.avi"], jsonl))
     paths = {json.loads(line)["path"] for line in jsonl.read_text().splitlines()}
     assert code == 0 and paths == set(names)
-    from actionmoe.batch import spreadsheet_safe
+    from actionmoe.predict.batch import spreadsheet_safe
 
     for text in ["=x", "+x", "-x", "@x", "\tx", "\rx"]:
         assert spreadsheet_safe(text) == "'" + text

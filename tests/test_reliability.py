@@ -24,7 +24,7 @@ import torch
 from actionmoe import files
 from actionmoe.cli import main
 from actionmoe.data.splits import builtin_hmdb51_split_dir
-from actionmoe.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from actionmoe.runtime.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tests.helpers import cli_args, epochs_logged, one_line, run
 
 

@@ -10,7 +10,7 @@ __all__ = ["Predictor", "__version__"]
 def __getattr__(name: str):
     """``actionmoe.Predictor`` without importing torch for ``import actionmoe`` alone."""
     if name == "Predictor":
-        from actionmoe.inference import Predictor
+        from actionmoe.predict.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'actionmoe' has no attribute {name!r}")

@@ -26,10 +26,8 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 SYNTH_MAX_CLASSES = 12  # motions the synthetic generator draws
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
-SHAZEER_NOISE_STD = math.log(2.0) + 0.01  # softplus(0) + 0.01: the router noise std of a zero-initialised W_noise
-# Model keys added after runs were first saved, with the value those runs were trained with: a saved
-# config without the key reads as the model it trained, whatever today's default is.
-MODEL_KEYS_ADDED = {"gate_init_std": 0.0, "noise_std_start": SHAZEER_NOISE_STD, "shared_expert": False}
+NOISE_STD_FLOOR = 0.01  # the router's noise std is softplus(...) + this floor (Shazeer et al.)
+SHAZEER_NOISE_STD = math.log(2.0) + NOISE_STD_FLOOR  # softplus(0) + floor: the std of a zero-initialised W_noise
 
 
 @dataclass(frozen=True)
@@ -179,15 +177,6 @@ class SynthConfig:
         _require(min(self.width, self.height) >= 16, "synth.width / synth.height", "must be at least 16")
 
 
-# Model keys that shape nothing when the head is linear (no router, no experts) or when no
-# stage has a motion module.
-MOE_HEAD_KEYS = (
-    "num_experts", "top_k", "gate_hidden", "expert_hidden", "expert_dropout", "noisy_gating",
-    "gate_init_std", "noise_std_start", "shared_expert", "balance", "balance_weight", "z_loss_weight",
-)  # fmt: skip
-MOTION_MODULE_KEYS = ("motion_reduction", "motion_fusion")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Backbone, motion module and classification head."""
@@ -232,7 +221,11 @@ class ModelConfig:
             "must be positive",
         )
         _require(self.gate_init_std >= 0, "model.gate_init_std", "must be 0 or more")
-        _require(self.noise_std_start > 0.01, "model.noise_std_start", "must be above 0.01 (the std's floor)")
+        _require(
+            self.noise_std_start > NOISE_STD_FLOOR,
+            "model.noise_std_start",
+            f"must be above {NOISE_STD_FLOOR} (the std's floor)",
+        )
         _require(
             min(self.balance_weight, self.z_loss_weight) >= 0,
             "model.balance_weight / model.z_loss_weight",
@@ -354,19 +347,13 @@ def save_config(config: Config, path: Path) -> None:
     write_json(path, config_to_dict(config))
 
 
-def unused_model_keys(model: dict[str, Any]) -> set[str]:
-    """The keys of a ``config_to_dict`` model section that shape nothing in this model."""
-    moe = MOE_HEAD_KEYS if model["head"] == "linear" else ()
-    return set(moe + (() if model["motion_taps"] else MOTION_MODULE_KEYS))
-
-
 def load_config_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a Config from ``config_to_dict`` output (for example from a checkpoint).
+    """Rebuild a Config from ``config_to_dict`` output; missing keys take today's defaults.
 
-    Model keys the saved config lacks take the value its run was trained with (``MODEL_KEYS_ADDED``).
+    A config saved by a run goes through ``runtime.compat.saved_config`` instead, which gives keys
+    added since the run was written the values it trained with.
     """
-    model = {**MODEL_KEYS_ADDED, **values.get("model", {})}
-    return _build(Config, {**values, "model": model}, prefix="")
+    return _build(Config, values, prefix="")
 
 
 def _read_toml(source: str | Path) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from actionmoe.data.builders import build_splits
 from actionmoe.data.decode import video_duration
 from actionmoe.errors import ActionMoEError
 from actionmoe.files import safe_suffix
-from actionmoe.inference import Predictor, VideoPrediction
-from actionmoe.timeline import Timeline, plot_timeline, predict_timeline
-from actionmoe.visualize import ranked_bars_png, save_prediction_grid
+from actionmoe.predict.predictor import Predictor, VideoPrediction
+from actionmoe.predict.timeline import Timeline, plot_timeline, predict_timeline
+from actionmoe.predict.visualize import ranked_bars_png, save_prediction_grid
 
 KAGGLE_INPUT = Path("/kaggle/input")
 EVALUATION_PLOTS = (

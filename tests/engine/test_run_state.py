@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from actionmoe.engine.checkpoint import load_checkpoint
+from actionmoe.runtime.checkpoint import load_checkpoint
 from tests.helpers import cli_args, one_line, run
 
 
@@ -130,7 +130,7 @@ def test_a_missing_dataset_leaves_no_run_folder_or_lock(capsys, tmp_path):
 SAVE_FOREVER = """
 import sys, torch
 from pathlib import Path
-from actionmoe.engine.checkpoint import Checkpoint, save_checkpoint
+from actionmoe.runtime.checkpoint import Checkpoint, save_checkpoint
 checkpoint = Checkpoint({"w": torch.randn(40_000_000)}, {"classes": ["a", "b"]})
 print("saving", flush=True)
 while True:

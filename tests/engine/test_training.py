@@ -13,7 +13,7 @@ import torch
 from actionmoe.acquire.synthetic import write_synthetic_hmdb51
 from actionmoe.cli import main
 from actionmoe.config import SynthConfig
-from actionmoe.engine.checkpoint import load_checkpoint
+from actionmoe.runtime.checkpoint import load_checkpoint
 from actionmoe.workflows import run_training
 from tests.helpers import EASY, cli_args, epochs_logged, extract_argv, tiny_config
 

@@ -7,16 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from actionmoe.config import SHAZEER_NOISE_STD, TrainConfig, load_config
+from actionmoe.config import TrainConfig
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.engine.device import inference_precision, pick_device
 from actionmoe.engine.distributed import DistContext
-from actionmoe.engine.metrics import Meter, topk_correct
+from actionmoe.engine.metrics import Meter
 from actionmoe.engine.optim import build_optimizer, build_scheduler, cosine_with_warmup
-from actionmoe.engine.run import check_compatible, run_metadata
 from actionmoe.engine.trainer import Trainer
-from actionmoe.errors import CheckpointError, UsageError
+from actionmoe.errors import UsageError
+from actionmoe.evaluation.metrics import topk_correct
 from actionmoe.models.moe import HeadOutput
+from actionmoe.runtime.device import inference_precision, pick_device
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
@@ -81,19 +81,6 @@ def test_topk_correct_counts_hits():
     assert topk_correct(scores, torch.tensor([1, 2, 0]), (1, 2)) == [1, 2]
 
 
-def test_resume_compatibility_names_what_differs():
-    config = load_config("demo")
-    meta = run_metadata(config, ("a", "b"))
-    check_compatible(meta, config, ("a", "b"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match="trained on 2 classes .* has 3"):
-        check_compatible(meta, config, ("a", "b", "c"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match=r"another model config \(model.num_experts: 4 in the run, 8 here\)"):
-        check_compatible(meta, load_config("demo", ["model.num_experts=8"]), ("a", "b"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match="other preprocessing"):
-        check_compatible(meta, load_config("demo", ["data.clip_len=4"]), ("a", "b"), Path("last.safetensors"))
-    check_compatible(meta, load_config("demo", ["train.epochs=40"]), ("a", "b"), Path("last.safetensors"))
-
-
 class RecordingModel(nn.Module):
     """Remembers every training input; a single weight so the optimiser has something to step."""
 
@@ -136,15 +123,15 @@ def device_crops(seed: int, tmp_path: Path) -> list[torch.Tensor]:
     preprocessing = Preprocessing(clip_len=2, resize=(12, 16), crop_size=8, flip=True, augment_on_device=True)
     trainer = Trainer(
         model,
-        optimizer,
-        scheduler,
-        {"train": FixedLoader()},
-        torch.device("cpu"),
-        train,
-        preprocessing,
-        DistContext(),
-        tmp_path,
-        {},
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loaders={"train": FixedLoader()},
+        device=torch.device("cpu"),
+        train=train,
+        preprocessing=preprocessing,
+        context=DistContext(),
+        run_dir=tmp_path,
+        run_meta={},
     )
     trainer.train_epoch(0)
     return model.inputs
@@ -155,39 +142,3 @@ def test_device_side_crops_follow_the_training_seed(tmp_path):
     assert all(a.shape == (2, 3, 4, 8, 8) for a in first)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
-
-
-def test_a_run_from_before_the_routing_keys_existed_resumes_only_as_the_shazeer_model_it_trained():
-    shazeer = ["model.gate_init_std=0", "model.shared_expert=false", "model.balance_weight=0.01"]
-    shazeer.append(f"model.noise_std_start={SHAZEER_NOISE_STD}")
-    meta = run_metadata(load_config("demo", shazeer), ("a", "b"))
-    for key in ("gate_init_std", "noise_std_start", "shared_expert"):
-        del meta["config"]["model"][key]  # written by a version without these keys
-    check_compatible(meta, load_config("demo", shazeer), ("a", "b"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match="model.gate_init_std: 0.0 in the run, 0.02 here"):
-        check_compatible(meta, load_config("demo", shazeer[1:]), ("a", "b"), Path("last.safetensors"))
-
-
-@pytest.mark.parametrize(
-    "override, key",
-    [("train.router_lr_scale=10", "train.router_lr_scale"), ("train.optimizer=sgd", "train.optimizer")],
-)
-def test_resuming_with_another_optimizer_layout_is_refused_by_name(override, key):
-    """Seen in an ablation run: a traceback from torch's optimizer.load_state_dict instead of one line."""
-    meta = run_metadata(load_config("demo"), ("a", "b"))
-    with pytest.raises(CheckpointError, match=f"other optimizer settings \\({key}: "):
-        check_compatible(meta, load_config("demo", [override]), ("a", "b"), Path("last.safetensors"))
-    check_compatible(meta, load_config("demo", ["train.router_lr_scale=1.0"]), ("a", "b"), Path("last.safetensors"))
-
-
-def test_settings_a_model_does_not_use_do_not_block_its_resume():
-    """A linear head has no router and a model without motion taps no motion module: their keys are moot."""
-    linear = run_metadata(load_config("demo", ["model.head=linear", "model.balance_weight=0.01"]), ("a", "b"))
-    check_compatible(linear, load_config("demo", ["model.head=linear"]), ("a", "b"), Path("last.safetensors"))
-    moe = run_metadata(load_config("demo", ["model.balance_weight=0.01"]), ("a", "b"))
-    with pytest.raises(CheckpointError, match="model.balance_weight: 0.01 in the run, 0.1 here"):
-        check_compatible(moe, load_config("demo"), ("a", "b"), Path("last.safetensors"))
-    with pytest.raises(CheckpointError, match=r"config \(model.head: linear in the run, moe here\);"):
-        check_compatible(linear, load_config("demo", ["model.balance_weight=0.01"]), ("a", "b"), Path("x"))
-    still = run_metadata(load_config("demo", ["model.motion_taps=[]", "model.motion_fusion=residual"]), ("a", "b"))
-    check_compatible(still, load_config("demo", ["model.motion_taps=[]"]), ("a", "b"), Path("last.safetensors"))

@@ -4,13 +4,19 @@ import numpy as np
 import pytest
 import torch
 
+from actionmoe.config import SHAZEER_NOISE_STD, ModelConfig
 from actionmoe.models.moe import MoEHead, ResidualExperts, cv_squared, routing_statistics, top_k_gates
+from actionmoe.models.recognizer import build_model
 
 torch.manual_seed(0)
 
 
+# Shazeer's formulation, which most tests below check against its formulas; the shipped defaults differ
+SHAZEER = dict(gate_init_std=0.0, noise_std_start=SHAZEER_NOISE_STD, shared_expert=False, balance_weight=0.01)
+
+
 def head(**kwargs) -> MoEHead:
-    options = dict(in_features=16, num_classes=5, num_experts=4, top_k=2, gate_hidden=8, expert_hidden=12)
+    options = dict(in_features=16, num_classes=5, num_experts=4, top_k=2, gate_hidden=8, expert_hidden=12, **SHAZEER)
     return MoEHead(**{**options, **kwargs})
 
 
@@ -207,8 +213,8 @@ def test_top_k_gates_masks_the_rest():
 
 
 def test_view_predictions_carry_the_clean_router_logits_centred_and_averaged_over_views():
-    from actionmoe.engine.views import predict_views
     from actionmoe.models.moe import HeadOutput
+    from actionmoe.runtime.views import predict_views
 
     class HeadOnClips(torch.nn.Module):  # [N, 16] "clips" straight into the head
         def __init__(self) -> None:
@@ -224,3 +230,17 @@ def test_view_predictions_carry_the_clean_router_logits_centred_and_averaged_ove
     clean = model.head.router(clips.flatten(0, 1))[0].view(3, 2, 4)  # evaluation: routing logits = clean
     expected = (clean - clean.mean(dim=2, keepdim=True)).mean(dim=1)
     assert torch.allclose(out.router_logits, expected, atol=1e-6) and out.router_logits.shape == (3, 4)
+
+
+def test_a_head_built_with_no_options_is_the_head_the_default_config_builds():
+    """One set of defaults: ``MoEHead(512, 51)`` in a notebook is the shipped head, setting for setting."""
+    torch.manual_seed(0)
+    shipped = build_model(ModelConfig(), 51).head
+    bare = MoEHead(shipped.experts.w_out.shape[1], 51)
+    settings = ("top_k", "balance", "balance_weight", "z_loss_weight", "shared")
+    assert {name: getattr(bare, name) for name in settings} == {name: getattr(shipped, name) for name in settings}
+    assert bare.router.noise_offset == pytest.approx(shipped.router.noise_offset)
+    assert bare.experts.dropout.p == shipped.experts.dropout.p
+    shapes = {name: tuple(p.shape) for name, p in bare.named_parameters()}
+    assert shapes == {name: tuple(p.shape) for name, p in shipped.named_parameters()}
+    assert bare.router.w_gate.weight.std() > 0  # the config's gate_init_std, not Shazeer's zero start

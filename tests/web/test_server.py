@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from actionmoe.inference import Predictor
+from actionmoe.predict.predictor import Predictor
 from actionmoe.web.server import ServiceLimits, create_app, safe_suffix
 from tests.helpers import free_port
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from actionmoe.cli import main
-from actionmoe.inference import Predictor
+from actionmoe.predict.predictor import Predictor
 from actionmoe.web.server import ServiceLimits, create_app
 from tests.helpers import free_port
 
@@ -142,14 +142,14 @@ def test_slow_uploads_neither_take_slots_nor_stay_forever(predictor, dataset_roo
 def slow_model(predictor, monkeypatch) -> dict:
     """Each model call takes 0.3 s and is counted, so a test can see when a prediction stops."""
     calls = {"count": 0}
-    original = predictor._video_probs
+    original = predictor.video_probs
 
     def slow(views):
         calls["count"] += 1
         time.sleep(0.3)
         return original(views)
 
-    monkeypatch.setattr(predictor, "_video_probs", slow)
+    monkeypatch.setattr(predictor, "video_probs", slow)
     return calls
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actionmoe.batch import expand_inputs
 from actionmoe.bench.common import best_time, machine, table
-from actionmoe.export import export_checkpoint
-from actionmoe.inference import Predictor
+from actionmoe.predict.export import export_checkpoint
+from actionmoe.predict.inputs import expand_inputs
+from actionmoe.predict.predictor import Predictor
 
 
 def run_predict_benchmark(checkpoint: Path, videos: Path, repeats: int = 3, batch: int = 8) -> dict:

@@ -28,10 +28,8 @@ from actionmoe.data.dataset import VideoClipDataset, build_loader
 from actionmoe.data.decode import get_reader, write_video
 from actionmoe.data.splits import VideoRecord
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.engine.device import prepare_model
-from actionmoe.engine.distributed import DistContext
 from actionmoe.engine.metrics import Meter
-from actionmoe.engine.optim import build_optimizer, build_scheduler
+from actionmoe.engine.run import build_trainer
 from actionmoe.engine.trainer import Trainer
 from actionmoe.models.recognizer import build_model
 
@@ -121,14 +119,8 @@ def build_bench_trainer(
         channels_last=True,
     )
     model_config = replace(model_config, weights="none")  # random weights train exactly as fast
-    model = prepare_model(build_model(model_config, setting.classes), device, train.channels_last)
-    optimizer = build_optimizer(model, train)
-    scheduler = build_scheduler(optimizer, train, 1000)
-    if setting.compile:
-        model = torch.compile(model)
-    trainer = Trainer(
-        model, optimizer, scheduler, {"train": loader}, device, train, preprocessing, DistContext(), run_dir, {}
-    )
+    model = build_model(model_config, setting.classes)
+    trainer, _ = build_trainer(model, train, {"train": loader}, preprocessing, run_dir, device=device)
     return trainer, loader
 
 

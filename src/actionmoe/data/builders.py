@@ -7,13 +7,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from actionmoe.config import DataConfig, load_config_dict
+from actionmoe.config import DataConfig
 from actionmoe.data.cache import CacheReport, CacheSpec, ClipCache, create_cache, fill_cache
 from actionmoe.data.dataset import VideoClipDataset
 from actionmoe.data.decode import get_reader
 from actionmoe.data.splits import DatasetSplits, SplitOptions, load_splits
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.errors import CacheError, ConfigError, UsageError
+from actionmoe.errors import CacheError, UsageError
 from actionmoe.files import ensure_writable
 
 log = logging.getLogger(__name__)
@@ -27,58 +27,6 @@ def build_split_options(data: DataConfig, on_missing: str | None = None) -> Spli
 
 def build_splits(data: DataConfig) -> DatasetSplits:
     return load_splits(data.dataset, Path(data.root), build_split_options(data))
-
-
-def build_preprocessing(data: DataConfig) -> Preprocessing:
-    """The preprocessing object of ``data``: the only place its fields are read from config."""
-    return Preprocessing(
-        clip_len=data.clip_len,
-        resize=tuple(data.resize),
-        presample_frames=data.presample_frames,
-        train_sampling=data.train_sampling,
-        crop_size=data.crop_size,
-        flip=data.flip,
-        test_clips=data.test_clips,
-        test_crops=data.test_crops,
-        mean=tuple(data.mean),
-        std=tuple(data.std),
-        normalize_on_device=data.normalize_on_device,
-        augment_on_device=data.augment_on_device,
-    )
-
-
-# The data settings a model's weights depend on: recorded in every checkpoint and export sidecar.
-PREPROCESSING_KEYS = (
-    "clip_len",
-    "resize",
-    "crop_size",
-    "mean",
-    "std",
-    "presample_frames",
-    "decoder",
-    "test_clips",
-    "test_crops",
-)
-
-
-def preprocessing_record(data: DataConfig) -> dict:
-    """The JSON record of ``data``'s preprocessing (``PREPROCESSING_KEYS``), as checkpoints and sidecars hold it."""
-    record = {key: getattr(data, key) for key in PREPROCESSING_KEYS}
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in record.items()}
-
-
-def preprocessing_from_record(record: object) -> DataConfig:
-    """The data config a recorded preprocessing describes, validated like any config (types, ranges, memory).
-
-    Raises:
-        ConfigError: a record that is not a table, lacks a key, or holds an invalid value.
-    """
-    if not isinstance(record, dict):
-        raise ConfigError("the preprocessing record is not a table of keys")
-    missing = [key for key in PREPROCESSING_KEYS if key not in record]
-    if missing:
-        raise ConfigError(f"the preprocessing record lacks {', '.join(missing)}")
-    return load_config_dict({"data": {key: record[key] for key in PREPROCESSING_KEYS}}).data
 
 
 def build_cache_spec(data: DataConfig) -> CacheSpec:
@@ -106,7 +54,7 @@ def build_cache(data: DataConfig) -> ClipCache | None:
 def build_dataset(data: DataConfig, splits: DatasetSplits, subset: str, cache: ClipCache | None) -> VideoClipDataset:
     """``subset`` is train, val or test; train gets random views, crops (and flips when enabled)."""
     records = {"train": splits.train, "val": splits.val, "test": splits.test}[subset]
-    return VideoClipDataset(records, build_preprocessing(data), subset == "train", data.decoder, cache, data.seed)
+    return VideoClipDataset(records, Preprocessing.from_config(data), subset == "train", data.decoder, cache, data.seed)
 
 
 def run_cache_build(

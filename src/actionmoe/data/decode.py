@@ -534,3 +534,23 @@ def _decode_span(
         if index >= first:
             frames[index] = resize_frame(frame_rgb(frame), size)
     return frames
+
+
+def frame_count(video: Path) -> int:
+    """Frames in the header, or duration x rate; 0 when neither says (PyAV).
+
+    Raises:
+        VideoDecodeError: the file cannot be opened.
+    """
+    import av
+
+    try:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            if stream.duration and stream.average_rate:
+                return round(float(stream.duration * stream.time_base) * float(stream.average_rate))
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise VideoDecodeError(f"{video}: {unopenable_reason(video)} ({exc})") from None
+    return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from actionmoe.config import KINETICS_MEAN, KINETICS_STD
+from actionmoe.config import KINETICS_MEAN, KINETICS_STD, DataConfig
 from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, uniform_indices
 
 
@@ -106,6 +106,24 @@ class Preprocessing:
     std: tuple[float, ...] = KINETICS_STD
     normalize_on_device: bool = False
     augment_on_device: bool = False  # implies normalisation on the device
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> Preprocessing:
+        """The preprocessing of ``data``: the only place its fields are read from config."""
+        return cls(
+            clip_len=data.clip_len,
+            resize=tuple(data.resize),
+            presample_frames=data.presample_frames,
+            train_sampling=data.train_sampling,
+            crop_size=data.crop_size,
+            flip=data.flip,
+            test_clips=data.test_clips,
+            test_crops=data.test_crops,
+            mean=tuple(data.mean),
+            std=tuple(data.std),
+            normalize_on_device=data.normalize_on_device,
+            augment_on_device=data.augment_on_device,
+        )
 
     @property
     def device_normalizes(self) -> bool:

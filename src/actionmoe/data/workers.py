@@ -58,3 +58,15 @@ def ordered_map(
         ) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def batched(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    """``items`` in lists of ``size`` (the last may be shorter); ``itertools.batched`` from Python 3.12."""
+    batch: list[Job] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

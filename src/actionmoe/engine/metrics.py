@@ -1,17 +1,10 @@
-"""Running sums for losses, accuracies and expert usage, reducible across ranks."""
+"""Running sums for losses, accuracies and expert usage during training, reducible across ranks."""
 
 from __future__ import annotations
 
 import torch
 
 from actionmoe.engine.distributed import DistContext, all_reduce_sum
-
-
-def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
-    """Number of samples whose label is among the top-k scores, for each k; scores [B, C]."""
-    ranked = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices  # [B, k]
-    hits = ranked == labels[:, None]
-    return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
 
 
 class Meter:

@@ -1,4 +1,7 @@
-"""One training run: resolve everything it needs, resume or start, train; only rank 0 writes files."""
+"""One training run's assembly: resolve what it needs, resume or start, train; only rank 0 writes files.
+
+The rules for reading a run written by an earlier version live in ``runtime.compat``.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,20 @@ import torch
 from torch import nn
 
 from actionmoe import __version__
-from actionmoe.config import Config, config_to_dict, load_config_dict, save_config, unused_model_keys
-from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
-from actionmoe.data.builders import preprocessing_record as data_preprocessing_record
+from actionmoe.config import Config, TrainConfig, config_to_dict, save_config
+from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.splits import DatasetSplits
-from actionmoe.engine.checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
-from actionmoe.engine.device import pick_device, prepare_model
+from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.distributed import DistContext, differentiable_sum, init_distributed, shutdown_distributed
 from actionmoe.engine.optim import build_optimizer, build_scheduler
-from actionmoe.engine.trainer import Trainer, TrainState, run_is_finished, unwrap_model
+from actionmoe.engine.trainer import Trainer, TrainState, run_is_finished
 from actionmoe.errors import CheckpointError, DatasetError
 from actionmoe.files import ensure_writable, exclusive_lock, read_jsonl, remove_stale_temporaries, write_jsonl
 from actionmoe.models.recognizer import build_model
+from actionmoe.runtime.checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from actionmoe.runtime.compat import check_compatible, preprocessing_record
+from actionmoe.runtime.device import pick_device, prepare_model, unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def _train(config: Config, splits: DatasetSplits, run_dir: Path, force: bool, co
         save_config(config, run_dir / "config.json")
         _trim_metrics(run_dir / "metrics.jsonl", resume.meta["epoch"] if resume else -1)
     device = pick_device(config.train.device, context.local_rank)
-    trainer, state = _build_trainer(config, splits, run_dir, device, context, resume)
+    trainer, state = _run_trainer(config, splits, run_dir, device, context, resume)
     state = trainer.fit(state)
     return TrainResult(
         run_dir,
@@ -124,107 +128,87 @@ def _ensure_best(run_dir: Path, last: Checkpoint, finished: bool) -> None:
     meta["best_metric"], meta["best_epoch"] = -1.0, -1
 
 
-def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path: Path) -> None:
-    """Refuse to continue a run whose classes, model, preprocessing or optimizer layout differ from this config."""
-    if list(meta["classes"]) != list(classes):
-        raise CheckpointError(
-            f"{path} was trained on {len(meta['classes'])} classes ({', '.join(meta['classes'][:3])}, ...) but this "
-            f"dataset has {len(classes)} ({', '.join(classes[:3])}, ...); use another --out or --force"
-        )
-    trained, wanted = _model_config_of(meta), config_to_dict(config)["model"]
-    moot = unused_model_keys(trained) | unused_model_keys(wanted)  # head and motion_taps are always compared
-    differing = [
-        key for key in sorted(set(trained) | set(wanted)) if key not in moot and trained.get(key) != wanted.get(key)
-    ]
-    if differing:
-        differences = ", ".join(
-            f"model.{key}: {trained.get(key)} in the run, {wanted.get(key)} here" for key in differing
-        )
-        raise CheckpointError(
-            f"{path} was trained with another model config ({differences}); use another --out or --force"
-        )
-    if meta["preprocessing"] != preprocessing_record(config):
-        raise CheckpointError(f"{path} was trained with other preprocessing; use another --out or --force")
-    _check_optimizer_layout(meta["config"]["train"], config_to_dict(config)["train"], path)
-
-
-def _check_optimizer_layout(trained: dict, wanted: dict, path: Path) -> None:
-    """The optimizer's kind, and whether the router has groups of its own, decide its state's layout."""
-    trained = {"router_lr_scale": 1.0, **trained}  # runs from before the key existed
-    for key, same in (("optimizer", lambda a, b: a == b), ("router_lr_scale", lambda a, b: (a == 1) == (b == 1))):
-        if not same(trained[key], wanted[key]):
-            raise CheckpointError(
-                f"{path} was trained with other optimizer settings (train.{key}: {trained[key]} in the run, "
-                f"{wanted[key]} here); its optimizer state cannot be resumed. Use the run's value, another --out "
-                "or --force"
-            )
-
-
-def _model_config_of(meta: dict) -> dict:
-    """The run's model config, keys added since it was written at the values it trained with (as restore reads it)."""
-    return config_to_dict(load_config_dict({"model": meta["config"]["model"]}))["model"]
-
-
-def preprocessing_record(config: Config) -> dict:
-    """The data settings a checkpoint's weights depend on (compared on resume, reused by inference)."""
-    return data_preprocessing_record(config.data)
-
-
 def run_metadata(config: Config, classes: tuple[str, ...]) -> dict:
     """What every checkpoint of this run records besides its training state."""
     return {
         "config": config_to_dict(config),
         "classes": list(classes),
-        "preprocessing": preprocessing_record(config),
+        "preprocessing": preprocessing_record(config.data),
         "dataset": {"name": config.data.dataset, "split": config.data.split},
         "actionmoe": __version__,
     }
 
 
-def _build_trainer(
-    config: Config,
-    splits: DatasetSplits,
+def build_trainer(
+    model: nn.Module,
+    train: TrainConfig,
+    loaders: dict,
+    preprocessing: Preprocessing,
     run_dir: Path,
+    *,
     device: torch.device,
-    context: DistContext,
-    resume: Checkpoint | None,
+    context: DistContext | None = None,
+    run_meta: dict | None = None,
+    resume: Checkpoint | None = None,
 ) -> tuple[Trainer, TrainState]:
-    train = config.train
-    torch.manual_seed(train.seed)
+    """A Trainer for ``model`` (not yet wrapped), its optimizer and schedule, and where training stands.
+
+    With ``resume``, the weights, optimizer, scheduler, gradient scaler and RNG states continue
+    from that checkpoint; the model is then moved to ``device``, converted (sync BN, channels_last),
+    wrapped for DDP when ``context`` has several ranks, and compiled when ``train.compile``.
+    """
+    context = context or DistContext()
+    if resume is not None:
+        model.load_state_dict(resume.model)
+    model = _wrap(model, train, device, context)
+    optimizer = build_optimizer(unwrap_model(model), train)
+    scheduler = build_scheduler(optimizer, train, max(1, len(loaders["train"]) // train.accumulate))
+    trainer = Trainer(
+        model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loaders=loaders,
+        device=device,
+        train=train,
+        preprocessing=preprocessing,
+        context=context,
+        run_dir=run_dir,
+        run_meta=run_meta or {},
+    )
+    if resume is None:
+        return trainer, TrainState()
+    optimizer.load_state_dict(resume.optimizer)
+    scheduler.load_state_dict(resume.meta["scheduler"])
+    restore_rng(resume.rng)
+    if "grad_scaler" in resume.meta and trainer.scaler.is_enabled():
+        trainer.scaler.load_state_dict(resume.meta["grad_scaler"])
+    meta = resume.meta
+    return trainer, TrainState(meta["epoch"], meta["best_metric"], meta["best_epoch"], meta["stopped_early"])
+
+
+def _run_trainer(
+    config: Config, splits: DatasetSplits, run_dir: Path, device: torch.device, context: DistContext, resume
+) -> tuple[Trainer, TrainState]:
+    """The run's model, loaders and metadata from ``config``, then ``build_trainer``."""
+    torch.manual_seed(config.train.seed)
     loaders = _build_loaders(config, splits, context, device)
     model = build_model(
         config.model,
         len(splits.classes),
         reduce=differentiable_sum if context.enabled else None,
-        checkpoint_stages=train.activation_checkpointing,
+        checkpoint_stages=config.train.activation_checkpointing,
     )
-    if resume is not None:
-        model.load_state_dict(resume.model)
-    model = _wrap(model, config, device, context)
-    optimizer = build_optimizer(unwrap_model(model), train)
-    scheduler = build_scheduler(optimizer, train, max(1, len(loaders["train"]) // train.accumulate))
-    state = TrainState()
-    if resume is not None:
-        optimizer.load_state_dict(resume.optimizer)
-        scheduler.load_state_dict(resume.meta["scheduler"])
-        restore_rng(resume.rng)
-        meta = resume.meta
-        state = TrainState(meta["epoch"], meta["best_metric"], meta["best_epoch"], meta["stopped_early"])
-    trainer = Trainer(
+    return build_trainer(
         model,
-        optimizer,
-        scheduler,
+        config.train,
         loaders,
-        device,
-        train,
-        build_preprocessing(config.data),
-        context,
+        Preprocessing.from_config(config.data),
         run_dir,
-        run_metadata(config, splits.classes),
+        device=device,
+        context=context,
+        run_meta=run_metadata(config, splits.classes),
+        resume=resume,
     )
-    if resume is not None and "grad_scaler" in resume.meta and trainer.scaler.is_enabled():
-        trainer.scaler.load_state_dict(resume.meta["grad_scaler"])
-    return trainer, state
 
 
 def _build_loaders(config: Config, splits: DatasetSplits, context: DistContext, device: torch.device) -> dict:
@@ -243,8 +227,7 @@ def _build_loaders(config: Config, splits: DatasetSplits, context: DistContext, 
     }
 
 
-def _wrap(model: nn.Module, config: Config, device: torch.device, context: DistContext) -> nn.Module:
-    train = config.train
+def _wrap(model: nn.Module, train: TrainConfig, device: torch.device, context: DistContext) -> nn.Module:
     if context.enabled and device.type == "cuda" and train.sync_bn and not train.freeze_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = prepare_model(model, device, train.channels_last)

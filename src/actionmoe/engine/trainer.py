@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 
 from actionmoe.config import TrainConfig
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.engine.checkpoint import Checkpoint, rng_state, save_checkpoint
-from actionmoe.engine.device import as_model_input, autocast, precision_policy
 from actionmoe.engine.distributed import DistContext, all_reduce_sum, broadcast_flag
-from actionmoe.engine.metrics import Meter, topk_correct
-from actionmoe.engine.views import predict_views
+from actionmoe.engine.metrics import Meter
 from actionmoe.errors import TrainingError
+from actionmoe.evaluation.metrics import topk_correct
 from actionmoe.files import append_jsonl
+from actionmoe.runtime.checkpoint import Checkpoint, rng_state, save_checkpoint
+from actionmoe.runtime.device import as_model_input, autocast, precision_policy, unwrap_model
+from actionmoe.runtime.views import predict_views
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
+        *,
         optimizer,
         scheduler,
         loaders: dict,
@@ -315,9 +317,3 @@ def tensorboard_writer(folder: Path):
     except ImportError:
         return None
     return SummaryWriter(str(folder))
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside torch.compile and DDP wrappers."""
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DDP

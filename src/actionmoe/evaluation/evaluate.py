@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actionmoe.data.builders import build_cache, build_dataset, build_preprocessing, build_splits
+from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.engine.device import inference_precision, pick_device
-from actionmoe.engine.restore import RestoredModel, restore_model
-from actionmoe.engine.views import predict_views
 from actionmoe.errors import CheckpointError, DatasetError, UsageError
 from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, routing_health, topk_accuracy
+from actionmoe.runtime.device import inference_precision, pick_device
+from actionmoe.runtime.restore import RestoredModel, restore_model
+from actionmoe.runtime.views import predict_views
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
         build_dataset(data, splits, "test", build_cache(data)), options.batch_size, False, num_workers=data.num_workers
     )
     precision = inference_precision(restored.config.train.precision, device)
-    predictions = predict_test_views(restored, loader, device, precision, build_preprocessing(data))
+    predictions = predict_test_views(restored, loader, device, precision, Preprocessing.from_config(data))
     if len(predictions.labels) == 0:
         raise DatasetError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")
     metrics, matrix = summarize(predictions, restored, data, device, (clips, crops))

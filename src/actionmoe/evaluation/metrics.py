@@ -1,12 +1,21 @@
-"""Accuracy metrics on score arrays: pure NumPy / scikit-learn, no I/O."""
+"""Accuracy, confusion and routing metrics on score arrays: pure tensors / NumPy / scikit-learn, no I/O.
+
+Shared by training (top-k hits per batch) and evaluation; nothing here imports the engine.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from actionmoe.engine.metrics import topk_correct
 from actionmoe.errors import UsageError
+
+
+def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of samples whose label is among the top-k scores, for each k; scores [B, C]."""
+    ranked = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices  # [B, k]
+    hits = ranked == labels[:, None]
+    return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
 
 
 def aggregate_views(view_probs: np.ndarray) -> np.ndarray:

@@ -12,7 +12,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from actionmoe.config import ModelConfig
 from actionmoe.errors import ModelInputError, WeightsError
+
+DEFAULTS = ModelConfig()  # the shipped backbone settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,9 @@ class R2Plus1DBackbone(nn.Module):
 
     out_channels = 512
 
-    def __init__(self, layer4_temporal_stride: bool = True, checkpoint_stages: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, *, layer4_temporal_stride: bool = DEFAULTS.layer4_temporal_stride, checkpoint_stages: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         self.checkpoint_stages = checkpoint_stages
         from torchvision.models.video import r2plus1d_18

@@ -30,7 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from actionmoe.config import NOISE_STD_FLOOR, ModelConfig
+
 CV_EPS = 1e-10
+DEFAULTS = ModelConfig()  # the shipped head: every default below is the config's
 
 
 class RoutingStats(NamedTuple):
@@ -68,10 +71,11 @@ class NoisyTopKRouter(nn.Module):
         self,
         in_features: int,
         num_experts: int,
-        hidden: int,
-        noisy: bool,
-        gate_init_std: float = 0.0,
-        noise_std_start: float = math.log(2.0) + 0.01,
+        *,
+        hidden: int = DEFAULTS.gate_hidden,
+        noisy: bool = DEFAULTS.noisy_gating,
+        gate_init_std: float = DEFAULTS.gate_init_std,
+        noise_std_start: float = DEFAULTS.noise_std_start,
     ) -> None:
         super().__init__()
         self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
@@ -83,7 +87,7 @@ class NoisyTopKRouter(nn.Module):
         self.w_noise = nn.Linear(hidden, num_experts, bias=False) if noisy else None  # unused weights break DDP
         if self.w_noise is not None:
             nn.init.zeros_(self.w_noise.weight)
-        self.noise_offset = math.log(math.expm1(noise_std_start - 0.01))  # softplus(offset) + 0.01 = start
+        self.noise_offset = math.log(math.expm1(noise_std_start - NOISE_STD_FLOOR))  # softplus(offset) + floor = start
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns clean logits [B, E], routing logits [B, E] (noisy in training), noise std or None."""
@@ -91,7 +95,7 @@ class NoisyTopKRouter(nn.Module):
         clean = self.w_gate(h)
         if self.w_noise is None or not self.training:
             return clean, clean, None
-        noise_std = F.softplus(self.w_noise(h) + self.noise_offset) + 0.01
+        noise_std = F.softplus(self.w_noise(h) + self.noise_offset) + NOISE_STD_FLOOR
         return clean, clean + torch.randn_like(clean) * noise_std, noise_std
 
 
@@ -188,27 +192,38 @@ class MoEHead(nn.Module):
         self,
         in_features: int,
         num_classes: int,
-        num_experts: int = 4,
-        top_k: int = 2,
-        gate_hidden: int = 256,
-        expert_hidden: int = 1024,
-        expert_dropout: float = 0.1,
-        noisy_gating: bool = True,
-        gate_init_std: float = 0.0,
-        noise_std_start: float = math.log(2.0) + 0.01,
-        shared_expert: bool = False,
-        balance: str = "shazeer",
-        balance_weight: float = 0.01,
-        z_loss_weight: float = 0.001,
+        *,
+        num_experts: int = DEFAULTS.num_experts,
+        top_k: int = DEFAULTS.top_k,
+        gate_hidden: int = DEFAULTS.gate_hidden,
+        expert_hidden: int = DEFAULTS.expert_hidden,
+        expert_dropout: float = DEFAULTS.expert_dropout,
+        noisy_gating: bool = DEFAULTS.noisy_gating,
+        gate_init_std: float = DEFAULTS.gate_init_std,
+        noise_std_start: float = DEFAULTS.noise_std_start,
+        shared_expert: bool = DEFAULTS.shared_expert,
+        balance: str = DEFAULTS.balance,
+        balance_weight: float = DEFAULTS.balance_weight,
+        z_loss_weight: float = DEFAULTS.z_loss_weight,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        """``reduce`` sums the balance statistics over ranks (distributed training); None in one process.
-        Values are not checked here: the config validates them (1 <= top_k <= num_experts, balance name)."""
+        """Defaults are the config's (``ModelConfig``): ``MoEHead(512, 51)`` is the shipped head.
+
+        ``reduce`` sums the balance statistics over ranks (distributed training); None in one process.
+        Values are not checked here: the config validates them (1 <= top_k <= num_experts, balance name).
+        """
         super().__init__()
-        self.top_k, self.balance = top_k, balance
-        self.balance_weight, self.z_loss_weight = balance_weight, z_loss_weight
+        self.top_k = top_k
+        self.balance = balance
+        self.balance_weight = balance_weight
+        self.z_loss_weight = z_loss_weight
         self.router = NoisyTopKRouter(
-            in_features, num_experts, gate_hidden, noisy_gating, gate_init_std, noise_std_start
+            in_features,
+            num_experts,
+            hidden=gate_hidden,
+            noisy=noisy_gating,
+            gate_init_std=gate_init_std,
+            noise_std_start=noise_std_start,
         )
         self.shared = int(shared_expert)  # number of always-on experts, stacked before the routed ones
         self.experts = ResidualExperts(

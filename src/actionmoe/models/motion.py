@@ -17,7 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from actionmoe.config import ModelConfig
 from actionmoe.errors import ModelInputError
+
+DEFAULTS = ModelConfig()  # the shipped motion module: the defaults below are the config's
 
 
 class MotionDynamics(nn.Module):
@@ -28,7 +31,14 @@ class MotionDynamics(nn.Module):
     name: where it is tapped (used in error messages).
     """
 
-    def __init__(self, channels: int, reduction: int = 8, fusion: str = "gate", name: str = "motion") -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        reduction: int = DEFAULTS.motion_reduction,
+        fusion: str = DEFAULTS.motion_fusion,
+        name: str = "motion",
+    ) -> None:
         super().__init__()
         hidden = max(channels // reduction, 8)
         self.fusion, self.name = fusion, name

@@ -12,6 +12,8 @@ from actionmoe.models.backbone import STAGE_CHANNELS, R2Plus1DBackbone, load_bac
 from actionmoe.models.moe import HeadOutput, LinearHead, MoEHead
 from actionmoe.models.motion import MotionDynamics, motion_descriptor
 
+DEFAULTS = ModelConfig()  # the shipped model: the defaults below are the config's
+
 
 class ActionRecognizer(nn.Module):
     """[B, 3, T, H, W] clips -> HeadOutput (logits [B, num_classes], aux loss, routing stats).
@@ -29,8 +31,9 @@ class ActionRecognizer(nn.Module):
         backbone: R2Plus1DBackbone,
         motion: dict[str, nn.Module],
         head: nn.Module,
-        feature_dropout: float = 0.0,
-        use_motion_descriptor: bool = False,
+        *,
+        feature_dropout: float = DEFAULTS.feature_dropout,
+        use_motion_descriptor: bool = DEFAULTS.motion_descriptor,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -66,10 +69,14 @@ def build_model(
     ``reduce`` sums the MoE balance statistics over ranks under distributed training;
     ``checkpoint_stages`` are recomputed in the backward pass instead of keeping their activations.
     """
-    backbone = R2Plus1DBackbone(config.layer4_temporal_stride, tuple(checkpoint_stages))
+    backbone = R2Plus1DBackbone(
+        layer4_temporal_stride=config.layer4_temporal_stride, checkpoint_stages=tuple(checkpoint_stages)
+    )
     load_backbone_weights(backbone, config.weights)
     motion = {
-        stage: MotionDynamics(STAGE_CHANNELS[stage], config.motion_reduction, config.motion_fusion, stage)
+        stage: MotionDynamics(
+            STAGE_CHANNELS[stage], reduction=config.motion_reduction, fusion=config.motion_fusion, name=stage
+        )
         for stage in config.motion_taps
     }
     in_features = backbone.out_channels * (2 if config.motion_descriptor else 1)
@@ -79,18 +86,24 @@ def build_model(
         head = MoEHead(
             in_features,
             num_classes,
-            config.num_experts,
-            config.top_k,
-            config.gate_hidden,
-            config.expert_hidden,
-            config.expert_dropout,
-            config.noisy_gating,
-            config.gate_init_std,
-            config.noise_std_start,
-            config.shared_expert,
-            config.balance,
-            config.balance_weight,
-            config.z_loss_weight,
-            reduce,
+            num_experts=config.num_experts,
+            top_k=config.top_k,
+            gate_hidden=config.gate_hidden,
+            expert_hidden=config.expert_hidden,
+            expert_dropout=config.expert_dropout,
+            noisy_gating=config.noisy_gating,
+            gate_init_std=config.gate_init_std,
+            noise_std_start=config.noise_std_start,
+            shared_expert=config.shared_expert,
+            balance=config.balance,
+            balance_weight=config.balance_weight,
+            z_loss_weight=config.z_loss_weight,
+            reduce=reduce,
         )
-    return ActionRecognizer(backbone, motion, head, config.feature_dropout, config.motion_descriptor)
+    return ActionRecognizer(
+        backbone,
+        motion,
+        head,
+        feature_dropout=config.feature_dropout,
+        use_motion_descriptor=config.motion_descriptor,
+    )

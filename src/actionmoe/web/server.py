@@ -32,7 +32,7 @@ from pathlib import Path
 
 from actionmoe.errors import ActionMoEError, PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.files import safe_suffix
-from actionmoe.inference import Predictor
+from actionmoe.predict.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def _guarded_receive(receive, limits: ServiceLimits):
 def _job(predictor: Predictor, path: Path, name: str, top_k: int, window: str | None, stride: str):
     def run(should_stop) -> dict:
         if window is not None:
-            from actionmoe.timeline import predict_timeline
+            from actionmoe.predict.timeline import predict_timeline
 
             timeline = predict_timeline(predictor, path, window, stride, top_k, should_stop=should_stop)
             return {"video": name, **timeline.to_json(), "path": name}

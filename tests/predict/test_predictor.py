@@ -11,7 +11,7 @@ import torch
 
 from actionmoe.cli import main
 from actionmoe.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
-from actionmoe.inference import Predictor
+from actionmoe.predict.predictor import Predictor
 
 
 def test_predictions_match_the_evaluation_protocol(trained_run):
@@ -116,7 +116,7 @@ def mixed_folder(tmp_path, shared_data, dataset_root) -> Path:
 
 
 def test_predict_many_in_worker_processes_equals_predict(trained_run, mixed_folder):
-    from actionmoe.batch import expand_inputs
+    from actionmoe.predict.inputs import expand_inputs
 
     predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
     videos = expand_inputs([str(mixed_folder)])
@@ -221,7 +221,7 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(trained_run, dataset_root, t
 
 
 def shared_video() -> Path:
-    return Path(__file__).parent / "fixtures" / "videos" / "test.avi"
+    return Path(__file__).parents[1] / "fixtures" / "videos" / "test.avi"
 
 
 def test_onnx_without_its_sidecar_or_with_another_ones_is_one_line(trained_run, tmp_path, capsys):

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from actionmoe.engine.device import as_model_input, autocast
+from actionmoe.runtime.device import as_model_input, autocast
 
 
 class ViewPredictions(NamedTuple):

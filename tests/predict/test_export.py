@@ -20,10 +20,10 @@ import torch
 
 from actionmoe.cli import main
 from actionmoe.errors import CheckpointError
-from actionmoe.export import file_sha256, load_program, pickled_members, sidecar_path
+from actionmoe.predict.export import file_sha256, load_program, pickled_members, sidecar_path
 from tests.helpers import one_line, run
 
-VIDEO = Path(__file__).parent / "fixtures" / "videos" / "test.avi"
+VIDEO = Path(__file__).parents[1] / "fixtures" / "videos" / "test.avi"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_the_exported_program_holds_nothing_pickled(exports):
 
 
 def test_load_program_runs_the_export_and_matches_the_model(exports, trained_run):
-    from actionmoe.inference import Predictor
+    from actionmoe.predict.predictor import Predictor
 
     module = load_program(exports["torch"])
     model = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu").restored.model
@@ -187,7 +187,7 @@ def test_a_damaged_onnx_model_is_one_line(capsys, exports, tmp_path, content):
 
 
 def test_the_onnx_engine_still_matches_after_the_checks(exports, trained_run):
-    from actionmoe.inference import Predictor
+    from actionmoe.predict.predictor import Predictor
 
     onnx = Predictor.from_checkpoint(exports["onnx"], device="cpu", engine="onnx").predict(VIDEO, top_k=3)
     torch_ = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu").predict(VIDEO, top_k=3)

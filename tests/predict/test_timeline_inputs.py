@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actionmoe.inference import Predictor
+from actionmoe.predict.predictor import Predictor
 from tests.helpers import one_line, run
 
 
@@ -24,7 +24,7 @@ from tests.helpers import one_line, run
 def test_timeline_options_are_refused_before_any_decoding(
     capsys, trained_run, shared_data, tmp_path, monkeypatch, extra, message
 ):
-    import actionmoe.timeline as timeline
+    import actionmoe.predict.timeline as timeline
 
     def never(*args, **kwargs):
         raise AssertionError("decoded before the options were checked")
@@ -77,7 +77,7 @@ def test_sparse_windows_of_a_truncated_mp4_keep_what_decodes(trained_run, tmp_pa
     import av
     import numpy as np
 
-    from actionmoe.timeline import predict_timeline
+    from actionmoe.predict.timeline import predict_timeline
 
     whole = tmp_path / "whole.mp4"  # the index (moov) first, as phones and web videos write it
     with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
@@ -101,7 +101,7 @@ def test_sparse_windows_of_a_truncated_mp4_keep_what_decodes(trained_run, tmp_pa
 
 def test_a_stopped_timeline_stops_at_the_next_batch(trained_run, shared_data):
     from actionmoe.errors import PredictionStoppedError
-    from actionmoe.timeline import predict_timeline
+    from actionmoe.predict.timeline import predict_timeline
 
     predictor = Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
     deadline = time.monotonic() + 0.01

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from actionmoe.data.decode import probe_video, seek_frames, stream_frames, unopenable_reason, video_fps
+from actionmoe.data.decode import frame_count, probe_video, seek_frames, stream_frames, video_fps
 from actionmoe.data.sampling import uniform_indices
+from actionmoe.data.workers import batched
 from actionmoe.errors import PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.files import check_output_file, write_atomically, write_json
-from actionmoe.inference import Prediction, Predictor
+from actionmoe.predict.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +124,18 @@ def predict_timeline(
     window_span, stride_span = parse_span(window, "window"), parse_span(stride, "stride")
     probe_video(video)  # not a video (text, audio only, no decoder): one line before any path decodes
     fps = video_fps(video)
-    window_frames, stride_frames = (
-        _frames(*window_span, fps),
-        _frames(*stride_span, fps),
-    )
+    window_frames = _frames(*window_span, fps)
+    stride_frames = _frames(*stride_span, fps)
     offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
     windows, probabilities, seen = [], [], {"frames": 0}
-    for starts, views in _batches(
-        _views(video, offsets, window_frames, stride_frames, fps, predictor, seek, seen), batch_size
-    ):
+    for batch in batched(_views(video, offsets, window_frames, stride_frames, fps, predictor, seek, seen), batch_size):
+        starts, views = [start for start, _ in batch], [view for _, view in batch]
         if should_stop():
             raise PredictionStoppedError(f"the timeline of {video} was stopped after {len(windows)} windows")
-        probs = predictor._video_probs(views)  # [B, classes]
+        probs = predictor.video_probs(views)  # [B, classes]
         probabilities.append(probs)
         windows += [
-            Window(start / fps, (start + window_frames) / fps, predictor._ranked(p, top_k))
+            Window(start / fps, (start + window_frames) / fps, predictor.rank(p, top_k))
             for start, p in zip(starts, probs)
         ]
     if not windows:  # shorter than one window: the plain prediction of the whole file
@@ -179,7 +177,7 @@ def _counted(frames: Iterator[np.ndarray], seen: dict) -> Iterator[np.ndarray]:
 
 def _seeked_views(video: Path, offsets: np.ndarray, stride: int, fps: float, size) -> Iterator[tuple[int, np.ndarray]]:
     last = int(offsets.max())
-    total = _frame_count(video)
+    total = frame_count(video)
     spans = [(start, start + last) for start in range(0, max(total - last, 0), stride)]
     found = 0
     try:
@@ -193,22 +191,6 @@ def _seeked_views(video: Path, offsets: np.ndarray, stride: int, fps: float, siz
         if not found:
             raise
         log.info("%s is damaged after %d windows; the timeline ends there", video, found)  # as plain predict does
-
-
-def _frame_count(video: Path) -> int:
-    """Frames in the header, or duration x rate (0 when neither says: the timeline is then one window)."""
-    import av
-
-    try:
-        with av.open(str(video)) as container:
-            stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
-            if stream.duration and stream.average_rate:
-                return round(float(stream.duration * stream.time_base) * float(stream.average_rate))
-    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
-        raise VideoDecodeError(f"{video}: {unopenable_reason(video)} ({exc})") from None
-    return 0
 
 
 def _frames(value: float, unit: str, fps: float) -> int:
@@ -248,18 +230,6 @@ def _window_views(frames: Iterator[np.ndarray], offsets: np.ndarray, stride: int
                 del kept[old]
 
 
-def _batches(items: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-    starts, views = [], []
-    for start, view in items:
-        starts.append(start)
-        views.append(view)
-        if len(starts) == size:
-            yield starts, views
-            starts, views = [], []
-    if starts:
-        yield starts, views
-
-
 def _single_window(
     predictor: Predictor, video: Path, fps: float, window_frames: int, stride_frames: int, top_k: int, frames: int
 ) -> Timeline:
@@ -271,7 +241,7 @@ def _single_window(
         frames / fps,
         window_frames / fps,
     )
-    window = Window(0.0, frames / fps, predictor._ranked(probs, top_k))
+    window = Window(0.0, frames / fps, predictor.rank(probs, top_k))
     return Timeline(str(video), fps, window_frames, stride_frames, [window], probs[None], predictor.classes)
 
 

@@ -6,6 +6,9 @@
     predictor.predict(frames)                     # uint8 [T, H, W, 3] RGB frames already in memory
     predictor.predict_many(paths, workers=4)      # decoding in 4 processes while the model runs batched
 
+Timeline, service and notebook build on the public seam: ``video_probs(views)`` turns decoded
+views into class probabilities, ``rank(probs, top_k)`` into ranked Predictions.
+
 The checkpoint carries the class names and the preprocessing it was trained with (frames,
 resize, crop, normalisation, test views), so predictions use exactly the evaluation protocol:
 the same view sampling, preprocessing object and multi-view routine as ``actionmoe evaluate``.
@@ -14,24 +17,25 @@ the same view sampling, preprocessing object and multi-view routine as ``actionm
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from actionmoe.data.builders import build_preprocessing, preprocessing_from_record
 from actionmoe.data.dataset import load_views, views_from_frames
 from actionmoe.data.decode import get_reader
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.data.workers import ordered_map
-from actionmoe.engine.checkpoint import check_class_list
-from actionmoe.engine.device import choose_precision, inference_precision, pick_device
-from actionmoe.engine.restore import RestoredModel, restore_model
-from actionmoe.engine.views import predict_views
+from actionmoe.data.workers import batched, ordered_map
 from actionmoe.errors import CheckpointError, ConfigError, UsageError, VideoDecodeError
+from actionmoe.runtime.checkpoint import check_class_list
+from actionmoe.runtime.compat import preprocessing_from_record
+from actionmoe.runtime.device import inference_precision, pick_device, precision_policy
+from actionmoe.runtime.restore import RestoredModel, restore_model
+from actionmoe.runtime.views import predict_views
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,31 @@ class VideoPrediction:
         }
 
 
-def _views_job(job: tuple[int, str, Preprocessing, str]) -> tuple[int, np.ndarray | None, str | None, float]:
-    """Decode one file's views in a worker process: (index, uint8 views or None, error, seconds)."""
-    index, path, preprocessing, decoder = job
+@dataclass(frozen=True)
+class DecodeJob:
+    path: str
+    preprocessing: Preprocessing
+    decoder: str
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """One file's test views, or why it could not be read."""
+
+    path: str
+    views: np.ndarray | None  # uint8 [V, T, H, W, 3]; None when unreadable
+    error: str | None
+    seconds: float  # decoding time
+
+
+def _decode_views(job: DecodeJob) -> DecodedVideo:
+    """Decode one file's views (in a worker process when there are workers)."""
     started = time.perf_counter()
     try:
-        views = load_views(get_reader(decoder), Path(path), preprocessing, False, np.random.default_rng(0))
+        views = load_views(get_reader(job.decoder), Path(job.path), job.preprocessing, False, np.random.default_rng(0))
     except VideoDecodeError as exc:
-        return index, None, str(exc), time.perf_counter() - started
-    return index, views, None, time.perf_counter() - started
+        return DecodedVideo(job.path, None, str(exc), time.perf_counter() - started)
+    return DecodedVideo(job.path, views, None, time.perf_counter() - started)
 
 
 class TorchEngine:
@@ -112,6 +132,7 @@ class Predictor:
     def __init__(
         self,
         engine,
+        *,
         classes: tuple[str, ...],
         preprocessing: Preprocessing,
         decoder: str,
@@ -120,9 +141,15 @@ class Predictor:
         source: Path,
         restored: RestoredModel | None = None,
     ) -> None:
-        self.engine, self._classes, self.preprocessing = engine, classes, preprocessing
-        self.decoder, self.reader, self.device = decoder, get_reader(decoder), device
-        self.checkpoint_sha256, self.source, self.restored = checkpoint_sha256, source, restored
+        self.engine = engine
+        self.classes = classes
+        self.preprocessing = preprocessing
+        self.decoder = decoder
+        self.reader = get_reader(decoder)
+        self.device = device
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.source = source
+        self.restored = restored
 
     @classmethod
     def from_checkpoint(
@@ -137,20 +164,20 @@ class Predictor:
             raise UsageError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
         target = pick_device(device)
         restored = restore_model(Path(path), target)
-        if precision is None:
+        if precision is None:  # the training policy; a checkpoint's bf16 on a GPU without it falls back
             chosen = inference_precision(restored.config.train.precision, target)
         else:
-            chosen = choose_precision(precision, target.type, _capability(target)).precision
+            chosen = precision_policy(precision, target).precision
         data = restored.config.data
         return cls(
             TorchEngine(restored, chosen),
-            restored.classes,
-            build_preprocessing(data),
-            data.decoder,
-            target,
-            restored.sha256,
-            Path(path),
-            restored,
+            classes=restored.classes,
+            preprocessing=Preprocessing.from_config(data),
+            decoder=data.decoder,
+            device=target,
+            checkpoint_sha256=restored.sha256,
+            source=Path(path),
+            restored=restored,
         )
 
     @classmethod
@@ -165,7 +192,7 @@ class Predictor:
                 disagrees with the model, or a damaged model.
             UsageError: onnxruntime is not installed.
         """
-        from actionmoe.export import file_sha256, read_sidecar, sidecar_path
+        from actionmoe.predict.export import file_sha256, read_sidecar, sidecar_path
 
         path = Path(path)
         sidecar = read_sidecar(path, "onnx")
@@ -180,20 +207,22 @@ class Predictor:
         _check_onnx_shapes(path, session, data, len(classes))
         return cls(
             OnnxEngine(session),
-            classes,
-            build_preprocessing(data),
-            data.decoder,
-            torch.device("cpu"),
-            sidecar["checkpoint_sha256"],
-            path,
+            classes=classes,
+            preprocessing=Preprocessing.from_config(data),
+            decoder=data.decoder,
+            device=torch.device("cpu"),
+            checkpoint_sha256=sidecar["checkpoint_sha256"],
+            source=path,
         )
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self._classes
+    @overload
+    def predict(self, video: str | Path | np.ndarray | torch.Tensor, top_k: int = 5) -> VideoPrediction: ...
+
+    @overload
+    def predict(self, video: list | tuple, top_k: int = 5) -> list[VideoPrediction]: ...
 
     def predict(self, video, top_k: int = 5):
-        """Ranked actions of a path (VideoPrediction), a list of paths (list) or frames [T, H, W, 3] uint8.
+        """Ranked actions of a path or frames [T, H, W, 3] uint8 (one VideoPrediction), or of a list of paths (a list).
 
         Raises:
             VideoDecodeError: a single path or frame array that cannot be used (``predict_many``
@@ -209,13 +238,13 @@ class Predictor:
             views, source = views_from_frames(frames, self.preprocessing, False, rng), "<frames>"
         else:
             views, source = load_views(self.reader, Path(video), self.preprocessing, False, rng), str(video)
-        probs = self._video_probs([views])[0]
-        return VideoPrediction(source, self._ranked(probs, top_k), time.perf_counter() - started)
+        probs = self.video_probs([views])[0]
+        return VideoPrediction(source, self.rank(probs, top_k), time.perf_counter() - started)
 
     def probabilities(self, video: str | Path) -> np.ndarray:
         """Class probabilities averaged over the views; [num_classes]."""
         views = load_views(self.reader, Path(video), self.preprocessing, False, np.random.default_rng(0))
-        return self._video_probs([views])[0]
+        return self.video_probs([views])[0]
 
     def predict_many(
         self, videos: Sequence[str | Path], top_k: int = 5, workers: int = 0, batch_size: int = 8, progress: bool = True
@@ -228,28 +257,32 @@ class Predictor:
     ) -> Iterator[VideoPrediction]:
         """``predict_many`` as results arrive: ``workers`` processes decode while the model runs on batches."""
         check_batch_options(top_k, workers, batch_size)
-        jobs = [(index, str(path), self.preprocessing, self.decoder) for index, path in enumerate(videos)]
+        jobs = [DecodeJob(str(path), self.preprocessing, self.decoder) for path in videos]
         bar = tqdm(total=len(jobs), unit="video", desc="predicting", disable=None if progress else True)
-        for batch in _batched(_decoded(jobs, workers), batch_size):
-            yield from self._predict_batch(batch, top_k)
+        for batch in batched(ordered_map(_decode_views, jobs, workers), batch_size):
+            yield from self._predict_decoded(batch, top_k)
             bar.update(len(batch))
         bar.close()
 
-    def _predict_batch(self, batch: list[tuple], top_k: int) -> list[VideoPrediction]:
-        good = [item for item in batch if item[1] is not None]
+    def _predict_decoded(self, batch: list[DecodedVideo], top_k: int) -> list[VideoPrediction]:
+        readable = [item for item in batch if item.views is not None]
         started = time.perf_counter()
-        probs = self._video_probs([item[1] for item in good]) if good else []
-        share = (time.perf_counter() - started) / max(1, len(good))
-        ranked = {item[0]: self._ranked(p, top_k) for item, p in zip(good, probs)}
+        probs = self.video_probs([item.views for item in readable]) if readable else []
+        share = (time.perf_counter() - started) / max(1, len(readable))  # this video's part of the model time
+        ranked = iter([self.rank(p, top_k) for p in probs])  # in the order of the readable videos
         return [
-            VideoPrediction(path, ranked[index], seconds + share)
-            if views is not None
-            else VideoPrediction(path, [], seconds, error)
-            for index, views, error, seconds, path in batch
+            VideoPrediction(item.path, next(ranked), item.seconds + share)
+            if item.views is not None
+            else VideoPrediction(item.path, [], item.seconds, item.error)
+            for item in batch
         ]
 
-    def _video_probs(self, views: list[np.ndarray]) -> np.ndarray:
-        """Video-level probabilities [N, classes] for N videos' uint8 views [V, T, H, W, 3]."""
+    def video_probs(self, views: list[np.ndarray]) -> np.ndarray:
+        """Video-level probabilities [N, classes] for N videos' uint8 views [V, T, H, W, 3] (test-view average).
+
+        Raises:
+            CheckpointError: the model's scores are not finite (damaged weights).
+        """
         rng = np.random.default_rng(0)
         batch = torch.stack([self.preprocessing.worker(v, False, rng) for v in views])  # [N, V', ...]
         clips = self.preprocessing.on_device(batch, self.device, False)  # [N, V', C, T, H, W]
@@ -261,7 +294,8 @@ class Predictor:
             )
         return probs
 
-    def _ranked(self, probs: np.ndarray, top_k: int) -> list[Prediction]:
+    def rank(self, probs: np.ndarray, top_k: int) -> list[Prediction]:
+        """The ``top_k`` classes of one video's probabilities [classes], best first (ties keep class order)."""
         order = np.argsort(-probs, kind="stable")[:top_k]
         return [Prediction(self.classes[i], float(probs[i])) for i in order]
 
@@ -334,25 +368,3 @@ def check_batch_options(top_k: int, workers: int = 0, batch_size: int = 1) -> No
     _check_top_k(top_k)
     if workers < 0 or batch_size < 1:
         raise UsageError(f"--workers must be 0 or more and --batch-size at least 1, got {workers}, {batch_size}")
-
-
-def _capability(device: torch.device) -> tuple[int, int] | None:
-    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-
-
-def _decoded(jobs: list[tuple], workers: int) -> Iterator[tuple]:
-    """Decoded jobs in order, as (index, views, error, seconds, path): in worker processes, or here (0 workers)."""
-    paths = {job[0]: job[1] for job in jobs}
-    for index, views, error, seconds in ordered_map(_views_job, jobs, workers):
-        yield index, views, error, seconds, paths[index]
-
-
-def _batched(items: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

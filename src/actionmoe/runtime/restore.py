@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from actionmoe.config import Config, load_config_dict
-from actionmoe.engine.checkpoint import load_checkpoint
+from actionmoe.config import Config
 from actionmoe.errors import CheckpointError, ConfigError
 from actionmoe.models.recognizer import ActionRecognizer, build_model
+from actionmoe.runtime.checkpoint import load_checkpoint
+from actionmoe.runtime.compat import saved_config
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def restore_model(path: Path, device: torch.device | str = "cpu") -> RestoredMod
     checkpoint = load_checkpoint(path)
     meta = checkpoint.meta
     try:
-        config = load_config_dict(meta["config"])
+        config = saved_config(meta["config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path} lacks a valid config ({exc})") from exc
     classes = tuple(meta["classes"])

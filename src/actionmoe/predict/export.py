@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from actionmoe.data.builders import preprocessing_record
-from actionmoe.engine.restore import restore_model
 from actionmoe.errors import CheckpointError, UsageError
 from actionmoe.files import check_output_file, write_atomically, write_json
+from actionmoe.runtime.compat import preprocessing_record
+from actionmoe.runtime.restore import restore_model
 
 
 class Probabilities(nn.Module):

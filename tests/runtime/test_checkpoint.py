@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from actionmoe import files
-from actionmoe.engine.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
 from actionmoe.errors import CheckpointError, OutputError
+from actionmoe.runtime.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
 
 
 def sample_checkpoint() -> Checkpoint:
@@ -61,7 +61,7 @@ WRITE_LIMITED = """
 import resource, signal, sys
 from pathlib import Path
 import torch
-from actionmoe.engine.checkpoint import Checkpoint, save_checkpoint
+from actionmoe.runtime.checkpoint import Checkpoint, save_checkpoint
 from actionmoe.errors import OutputError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit a write fails with EFBIG, as a full disk fails
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
@@ -107,9 +107,9 @@ def test_a_checkpoint_saved_before_the_routing_keys_existed_restores_as_the_mode
     """Its config lacks gate_init_std, noise_std_start and shared_expert: read as Shazeer's head
     (4 experts, no shared one), whatever today's defaults are, so its weights still fit."""
     from actionmoe.config import load_config
-    from actionmoe.engine.restore import restore_model
     from actionmoe.engine.run import run_metadata
     from actionmoe.models.recognizer import build_model
+    from actionmoe.runtime.restore import restore_model
 
     shazeer = ["model.gate_init_std=0", "model.shared_expert=false", "model.noise_std_start=0.7031471805599453"]
     config = load_config("demo", shazeer)

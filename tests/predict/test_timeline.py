@@ -10,8 +10,8 @@ import pytest
 
 from actionmoe.cli import main
 from actionmoe.data.decode import stream_frames
-from actionmoe.inference import Predictor
-from actionmoe.timeline import Timeline, Window, parse_span, predict_timeline
+from actionmoe.predict.predictor import Predictor
+from actionmoe.predict.timeline import Timeline, Window, parse_span, predict_timeline
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_timeline_files_and_the_command(predictor, trained_run, shared_data, tmp
 
 
 def test_segments_merge_consecutive_windows():
-    from actionmoe.inference import Prediction
+    from actionmoe.predict.predictor import Prediction
 
     labels = ["walk", "walk", "run", "run", "run", "walk"]
     windows = [Window(float(i), i + 2.0, [Prediction(label, 0.5 + 0.1 * (i % 2))]) for i, label in enumerate(labels)]
@@ -195,8 +195,8 @@ def write_gop_video(path: Path, seconds: int = 20, gop: int = 25) -> Path:
 
 
 def test_sparse_windows_seek_instead_of_decoding_everything(predictor, tmp_path, monkeypatch):
-    from actionmoe import timeline as timeline_module
     from actionmoe.data import decode
+    from actionmoe.predict import timeline as timeline_module
 
     video = write_gop_video(tmp_path / "gop.avi")  # 500 frames
     stats = {}

@@ -10,7 +10,7 @@ import numpy as np
 
 from actionmoe.data.decode import read_uniform_frames
 from actionmoe.files import write_atomically
-from actionmoe.inference import VideoPrediction
+from actionmoe.predict.predictor import VideoPrediction
 
 THUMBNAIL = (120, 160)  # (H, W)
 

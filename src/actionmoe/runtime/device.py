@@ -115,3 +115,9 @@ def as_model_input(clip: torch.Tensor, channels_last: bool) -> torch.Tensor:
     if channels_last and clip.device.type == "cuda":
         clip = clip.contiguous(memory_format=torch.channels_last_3d)
     return clip
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile and DDP wrappers."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DDP

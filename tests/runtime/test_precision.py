@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from actionmoe.cli import main
 from actionmoe.config import ModelConfig
-from actionmoe.engine.checkpoint import load_checkpoint, save_checkpoint
-from actionmoe.engine.device import autocast, choose_precision
 from actionmoe.errors import UsageError
 from actionmoe.models.recognizer import build_model
+from actionmoe.runtime.checkpoint import load_checkpoint, save_checkpoint
+from actionmoe.runtime.device import autocast, choose_precision
 from tests.helpers import cli_args, epochs_logged
 
 SMALL = ModelConfig(gate_hidden=16, expert_hidden=32, layer4_temporal_stride=False, motion_taps=("layer3", "layer4"))

@@ -1,0 +1,88 @@
+"""The ``actionmoe`` command line: one module per command group, each subcommand a thin handler.
+
+common.py     options every group shares (--config, --set, --device, dataset flags), resolve_config
+about.py      info, config show
+data.py       data synth | download | summary | scan | cache
+training.py   demo, train, evaluate, ablate
+use.py        predict, export, serve (the uses of a trained model)
+bench.py      bench data | model | train | predict
+
+A handler resolves its config, checks its arguments before any expensive work, calls one library
+function and prints. Exit codes: 0 success, 1 a runtime or data error, 2 a usage error
+(argparse's convention); an error a user can cause is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from actionmoe import __version__
+from actionmoe.cli import about, bench, data, training, use
+from actionmoe.cli.common import add_verbosity_args
+from actionmoe.errors import ActionMoEError
+
+log = logging.getLogger("actionmoe")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    _configure_logging(level, args.verbose)
+    if not hasattr(args, "handler"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.handler(args) or 0
+    except ActionMoEError as exc:
+        print(f"actionmoe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("actionmoe: interrupted", file=sys.stderr)
+        return 130
+
+
+class _PlainFormatter(logging.Formatter):
+    """Messages as plain lines at the default level; warnings and errors say so; ``-v`` adds level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def _configure_logging(level: int, verbose: bool) -> None:
+    """Our lines on stderr, unless a host (a notebook, a test runner) already shows log records."""
+    logger = logging.getLogger("actionmoe")
+    logger.setLevel(level)
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _PlainFormatter("%(message)s")
+    )
+    logger.handlers[:] = [handler]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actionmoe", description="Action recognition in video, HMDB51-style.")
+    parser.add_argument("--version", action="version", version=f"actionmoe {__version__}")
+    add_verbosity_args(parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in (
+        about.add_info,
+        training.add_demo,
+        training.add_ablate,
+        about.add_config,
+        training.add_train,
+        training.add_evaluate,
+        use.add_predict,
+        use.add_export,
+        use.add_serve,
+        bench.add_bench,
+        data.add_data,
+    ):
+        add(commands)
+    return parser
