@@ -65,6 +65,14 @@ def trained_run(dataset_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def predictor(trained_run):
+    """The tiny run's best checkpoint as a Predictor on the CPU (shared: tests only read it or monkeypatch it)."""
+    from actionmoe.predict.predictor import Predictor
+
+    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
+
+
+@pytest.fixture(scope="session")
 def corrupt_videos(shared_data, tmp_path_factory) -> dict[str, Path]:
     """The bad inputs a user meets: empty, truncated, random bytes, text, one frame, folder, missing."""
     folder = tmp_path_factory.mktemp("corrupt")

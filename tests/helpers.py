@@ -119,6 +119,10 @@ EASY = [
 ]
 
 
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
 def run(capsys, *argv) -> tuple[int, str, str]:
     """``actionmoe ARGV`` in this process: (exit code, stdout, stderr)."""
     from actionmoe.cli import main

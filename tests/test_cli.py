@@ -1,5 +1,7 @@
 """The command line end to end: synth -> download (loopback mirror or local archives) -> extract -> summary."""
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -9,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from actionmoe.cli import build_parser, main
-from tests.helpers import extract_argv
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from actionmoe.cli import build_parser
+from tests.helpers import extract_argv, one_line, run
 
 
 def test_info(capsys):
@@ -207,3 +203,84 @@ def test_verbosity_flags(tmp_path, flags, shown):
     lines = result.stderr.splitlines()  # plain lines by default ("warning: ..."), level and logger under -v
     seen = {word for word in ("DEBUG", "INFO", "WARNING") if any(line.endswith(word) for line in lines)}
     assert shown <= seen and (flags != ["-q"] or seen == {"WARNING"})
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    return path
+
+
+def test_output_paths_that_cannot_be_written(capsys, trained_run, dataset_root, tmp_path, a_file):
+    best = trained_run / "best.safetensors"
+    for argv in (
+        ["evaluate", "--checkpoint", best, "--out", a_file / "eval"],
+        ["export", "--checkpoint", best, "--out", a_file / "model.pt2"],
+        [
+            "predict",
+            next((dataset_root / "videos" / "move_up").iterdir()),
+            "--checkpoint",
+            best,
+            "--grid",
+            a_file / "grid.png",
+        ],
+        ["data", "synth", "--out", a_file / "synth", "--classes", "2", "--videos-per-class", "4", "--frames", "4"],
+        [
+            "data",
+            "cache",
+            "--root",
+            dataset_root,
+            "--set",
+            f"data.cache={a_file / 'cache'}",
+            "--set",
+            "data.resize=[32,40]",
+            "--set",
+            "data.crop_size=24",
+        ],
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and one_line(err), (argv, err)
+
+
+def test_predict_grid_into_a_folder_writes_inside_it(capsys, trained_run, dataset_root, tmp_path):
+    folder = tmp_path / "grids"
+    folder.mkdir()
+    video = next((dataset_root / "videos" / "move_up").iterdir())
+    code, _, err = run(capsys, "predict", video, "--checkpoint", trained_run / "best.safetensors", "--grid", folder)
+    assert code == 0 and err.strip() == f"grid: {folder / 'prediction_grid.png'}"
+    assert (folder / "prediction_grid.png").stat().st_size > 1000 and not Path(f"{folder}.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["--batch-size", "0"], 2, "--batch-size must be at least 1"),
+        (["--workers", "-1"], 2, "--workers 0 or more"),
+        (["--device", "bogus"], 2, "unknown device 'bogus'"),
+        (["--split", "7"], 2, "--split must be 1, 2 or 3"),
+        (["--views", "2x2"], 2, "--views must look like"),
+    ],
+)
+def test_bad_evaluate_options(capsys, trained_run, argv, code, message):
+    result, _, err = run(capsys, "evaluate", "--checkpoint", trained_run / "best.safetensors", *argv)
+    assert result == code and one_line(err) and message in err
+
+
+@pytest.mark.parametrize("argv", [["data", "scan", "--workers", "0"], ["data", "cache", "--workers", "-1"]])
+def test_bad_worker_counts(capsys, dataset_root, argv):
+    code, _, err = run(capsys, *argv[:2], "--root", dataset_root, *argv[2:])
+    assert code == 2 and one_line(err) and "--workers must be at least 1" in err
+
+
+def test_serve_on_a_busy_or_invalid_port(capsys, trained_run):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run(capsys, "serve", "--checkpoint", trained_run / "best.safetensors", "--port", port)
+    assert code == 1 and one_line(err) and f"cannot listen on 127.0.0.1:{port}" in err
+    code, _, err = run(capsys, "serve", "--checkpoint", trained_run / "best.safetensors", "--port", 70000)
+    assert code == 2 and one_line(err) and "--port must be between 1 and 65535" in err

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from actionmoe.cli import main
 from tests.helpers import one_line, run
 
 
 @pytest.fixture(scope="module")
 def onnx_model(trained_run, tmp_path_factory) -> Path:
-    from actionmoe.cli import main
 
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"  # no --format: the suffix says ONNX
     assert main(["export", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]) == 0
@@ -92,3 +92,10 @@ def test_a_truncated_mp4_is_called_truncated_and_ffmpeg_stays_quiet(trained_run,
     assert result.returncode == 1 and "truncated or damaged" in result.stdout and "moov atom" in result.stdout
     assert "not a video" not in result.stdout
     assert "moov atom not found" not in result.stderr, result.stderr  # FFmpeg's own log line
+
+
+def test_the_suite_needs_nothing_outside_the_repository():
+    repo = Path(__file__).resolve().parents[1]
+    sources = [p.read_text() for p in (repo / "tests").rglob("*.py")]
+    assert not any("shared/data" in text or '"shared"' in text for text in sources if "needs nothing" not in text)
+    assert len(list((repo / "tests" / "fixtures" / "videos").iterdir())) == 4

@@ -83,11 +83,6 @@ def test_environment_detection():
     assert local.name == "local" and local.search == () and "local" in local.describe()
 
 
-@pytest.fixture(scope="module")
-def predictor(trained_run) -> Predictor:
-    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
-
-
 def _upload(panel: UploadPanel, path: Path, name: str | None = None) -> None:
     """The state message a browser sends after choosing ``path``, through the widget's own deserialiser."""
     content = path.read_bytes()

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import io
 import shutil
 import struct
@@ -12,6 +14,7 @@ import rars
 from actionmoe.acquire import archives
 from actionmoe.acquire.archives import extract_archive, extract_nested_rar
 from actionmoe.errors import ArchiveError, UnsafeArchiveError
+from tests.helpers import one_line, run
 
 TRICKY_NAMES = [
     "Pirates of the Caribbean (1)!_walk_f_cm_np1_ba_med_0.avi",
@@ -195,3 +198,77 @@ def test_missing_archive(tmp_path):
     with pytest.raises(ArchiveError, match="does not exist"):
         extract_archive(tmp_path / "nope.rar", tmp_path / "out")
     shutil.rmtree(tmp_path)
+
+
+def nested_archive(folder: Path, inner_names: list[str], video: bytes) -> Path:
+    outer = rars.RarBuilder(format=rars.RAR29)
+    for name in inner_names:
+        inner = rars.RarBuilder(format=rars.RAR29)
+        inner.add_bytes(video, f"{Path(name).stem}/clip.avi")
+        outer.add_bytes(inner.to_bytes(), name)
+    archive = folder / "hmdb51_org.rar"
+    archive.write_bytes(outer.to_bytes())
+    return archive
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["a/walk.rar", "b/walk.rar"], "two archives for class 'walk'"),
+        (["walk.rar", ".outer.rar"], "'.outer.rar' does not name a class"),
+        (["walk.rar", ".videos.partial.rar"], "does not name a class"),
+    ],
+)
+def test_colliding_class_archive_names_are_one_clear_error(capsys, tiny_archives, tmp_path, names, message):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    shutil.copy(tiny_archives / "test_train_splits.rar", archives)
+    nested_archive(archives, names, (tiny_archives / "checksums.md5").read_bytes())
+    root = tmp_path / "hmdb51"
+    code, _, err = run(
+        capsys, "data", "download", "hmdb51", "--root", root, "--archives", archives, "--set", "download.splits_md5="
+    )
+    assert code == 1 and one_line(err) and message in err
+    assert not (root / "videos").exists() and not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def bomb_archive(folder: Path) -> Path:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("testTrainMulti_7030_splits/huge.txt", bytes(64 << 20))  # 64 MiB of zeros in ~64 KiB
+    archive = folder / "test_train_splits.rar"  # named like the real file; recognised by content
+    archive.write_bytes(buffer.getvalue())
+    return archive
+
+
+def test_a_decompression_bomb_is_refused_before_writing(capsys, tiny_archives, tmp_path):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    shutil.copy(tiny_archives / "hmdb51_org.rar", archives)
+    bomb_archive(archives)
+    root = tmp_path / "hmdb51"
+    code, _, err = run(
+        capsys, "data", "download", "hmdb51", "--root", root, "--archives", archives, "--set", "download.splits_md5="
+    )
+    assert code == 1 and one_line(err) and "compression ratio" in err and "download.max_compression_ratio" in err
+    assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) < 1 << 20
+
+
+def test_an_archive_larger_than_the_byte_budget_is_refused(capsys, tiny_archives, tmp_path):
+    root = tmp_path / "hmdb51"
+    code, _, err = run(
+        capsys,
+        "data",
+        "download",
+        "hmdb51",
+        "--root",
+        root,
+        "--archives",
+        tiny_archives,
+        "--checksums",
+        tiny_archives / "checksums.md5",
+        "--set",
+        "download.max_extract_gb=0.000001",
+    )
+    assert code == 1 and one_line(err) and "may be written" in err
+    assert not (root / "videos").exists() and not (root / "splits").exists()

@@ -5,6 +5,7 @@ Reliability round 3 (docs/reliability.md): each case was a traceback or a mislea
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from actionmoe.runtime.checkpoint import load_checkpoint
-from tests.helpers import cli_args, one_line, run
+from actionmoe import files
+from actionmoe.runtime.checkpoint import load_checkpoint, save_checkpoint
+from tests.helpers import cli_args, epochs_logged, one_line, run
 
 
 def edited(trained_run: Path, tmp_path: Path, edit) -> Path:
@@ -187,3 +189,82 @@ def test_a_mirror_that_is_not_a_url_is_a_usage_error(capsys, tmp_path):
 def test_a_quoted_text_override_loses_its_quotes(capsys):
     code, out, _ = run(capsys, "config", "show", "--set", 'data.root="quoted"', "--set", "data.cache='c'")
     assert code == 0 and 'root = "quoted"' in out and 'cache = "c"' in out
+
+
+@pytest.fixture
+def finished_run(trained_run, tmp_path) -> Path:
+    """A copy of the session's finished two-epoch run (no training of its own)."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
+def test_a_run_killed_between_last_and_best_is_not_broken(finished_run, dataset_root, capsys):
+    (finished_run / "best.safetensors").unlink()  # what a kill between the two saves used to leave
+    capsys.readouterr()
+    code, out, err = run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=2"))
+    assert code == 0, err
+    assert "finished run" in out and load_checkpoint(finished_run / "best.safetensors").meta["epoch"] == 1
+
+
+def test_a_missing_best_of_an_unfinished_run_is_written_again(finished_run, dataset_root, capsys):
+    best = load_checkpoint(finished_run / "best.safetensors")
+    last = load_checkpoint(finished_run / "last.safetensors", training_state=True)
+    last.meta["best_epoch"] = -5  # the best epoch was an earlier one whose file is gone
+    save_checkpoint(finished_run / "last.safetensors", last)
+    (finished_run / "best.safetensors").unlink()
+    code, _, err = run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=3"))
+    assert code == 0, err
+    assert load_checkpoint(finished_run / "best.safetensors").meta["epoch"] == 2
+    assert best.meta["epoch"] in (0, 1)
+
+
+def test_an_evaluation_cut_short_is_completed_by_the_rerun(finished_run, dataset_root, capsys):
+    evaluation = finished_run / "evaluation"
+    for path in evaluation.iterdir():
+        if path.name != "metrics.json":  # a kill after metrics.json, before the report and plots
+            path.unlink()
+    code, _, err = run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=2"))
+    assert code == 0, err
+    assert {"report.md", "confusion_matrix.png", "metrics.json"} <= {p.name for p in evaluation.iterdir()}
+    assert not [p for p in finished_run.iterdir() if ".partial" in p.name]
+
+
+def test_stray_temporary_checkpoints_are_removed_at_the_next_start(finished_run, dataset_root, capsys):
+    stray = finished_run / ".last.safetensors.tmp-999999999"
+    stray.write_bytes(b"half a checkpoint")
+    assert run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=2"))[0] == 0
+    assert not stray.exists()
+
+
+@pytest.mark.slow
+def test_a_second_training_into_the_same_folder_is_refused(finished_run, dataset_root, capsys):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from actionmoe.files import exclusive_lock\n"
+            "with exclusive_lock(Path(sys.argv[1]), 'x'):\n    print('held', flush=True); time.sleep(60)",
+            str(finished_run / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (finished_run / "metrics.jsonl").read_text()
+        code, _, err = run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=3"))
+        assert code == 1 and one_line(err) and f"process {holder.pid} is already training into" in err
+        assert (finished_run / "metrics.jsonl").read_text() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=3"))[0] == 0
+    assert [row["epoch"] for row in epochs_logged(finished_run)] == [0, 1, 2]
+
+
+def test_disk_full_at_the_first_checkpoint_is_one_line(capsys, dataset_root, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", full)
+    code, _, err = run(capsys, *cli_args(dataset_root, tmp_path / "run", "train.epochs=1"))
+    assert code == 1 and one_line(err) and "No space left on device" in err

@@ -237,8 +237,9 @@ def test_a_head_built_with_no_options_is_the_head_the_default_config_builds():
     torch.manual_seed(0)
     shipped = build_model(ModelConfig(), 51).head
     bare = MoEHead(shipped.experts.w_out.shape[1], 51)
-    settings = ("top_k", "balance", "balance_weight", "z_loss_weight", "shared")
+    settings = ("top_k", "balance", "balance_weight", "z_loss_weight")
     assert {name: getattr(bare, name) for name in settings} == {name: getattr(shipped, name) for name in settings}
+    assert bare.shared == shipped.shared == 1  # the shared expert is on by default
     assert bare.router.noise_offset == pytest.approx(shipped.router.noise_offset)
     assert bare.experts.dropout.p == shipped.experts.dropout.p
     shapes = {name: tuple(p.shape) for name, p in bare.named_parameters()}

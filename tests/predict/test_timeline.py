@@ -30,11 +30,6 @@ def long_video(tmp_path_factory, shared_data) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def predictor(trained_run) -> Predictor:
-    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
-
-
 def test_a_short_video_is_one_window_equal_to_the_plain_prediction(predictor, dataset_root):
     video = next((dataset_root / "videos" / "move_up").iterdir())  # 12 frames at 25 fps: under 1 s
     timeline = predict_timeline(predictor, video, "2.0", "1.0", top_k=3)

@@ -1,6 +1,10 @@
+from __future__ import annotations
+
+import errno
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +12,7 @@ import torch
 from actionmoe import files
 from actionmoe.errors import CheckpointError, OutputError
 from actionmoe.runtime.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
+from tests.helpers import one_line, run
 
 
 def sample_checkpoint() -> Checkpoint:
@@ -121,3 +126,51 @@ def test_a_checkpoint_saved_before_the_routing_keys_existed_restores_as_the_mode
     restored = restore_model(tmp_path / "old.safetensors")
     assert restored.model.head.experts.w1.shape[0] == 4 and restored.model.head.shared == 0
     assert restored.config.model.noise_std_start == config.model.noise_std_start
+
+
+def edited_checkpoint(trained_run: Path, tmp_path: Path, edit) -> Path:
+    checkpoint = load_checkpoint(trained_run / "best.safetensors")
+    edit(checkpoint)
+    path = tmp_path / "edited.safetensors"
+    save_checkpoint(path, checkpoint)
+    return path
+
+
+def set_nan(checkpoint: Checkpoint) -> None:
+    name = next(k for k, v in checkpoint.model.items() if v.is_floating_point())
+    checkpoint.model[name] = torch.full_like(checkpoint.model[name], float("nan"))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (set_nan, "non-finite weights"),
+        (lambda c: c.meta.update(classes=["a", "a", "b"]), "invalid class list"),
+        (lambda c: c.meta.update(classes=["a", "", "b"]), "invalid class list"),
+        (lambda c: c.meta.update(classes="abc"), "invalid class list"),
+        (lambda c: c.meta.update(classes=["a", "b", "c", "d"]), "the class list and the weights disagree"),
+    ],
+)
+def test_a_bad_checkpoint_is_refused_by_predict_in_one_line(capsys, trained_run, dataset_root, tmp_path, edit, message):
+    checkpoint = edited_checkpoint(trained_run, tmp_path, edit)
+    video = next((dataset_root / "videos" / "move_up").iterdir())
+    code, out, err = run(capsys, "predict", video, "--checkpoint", checkpoint, "--json")
+    assert code == 1 and one_line(err) and message in err and out == ""
+
+
+def test_an_unreadable_checkpoint_is_called_unreadable(capsys, trained_run, monkeypatch):
+    from actionmoe.runtime import checkpoint
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(checkpoint, "safe_open", denied)
+    code, _, err = run(capsys, "evaluate", "--checkpoint", trained_run / "best.safetensors")
+    assert code == 1 and one_line(err) and "cannot read" in err and "permissions" in err and "corrupt" not in err
+
+
+def test_a_damaged_checkpoint_gives_advice_the_command_can_follow(capsys, tmp_path):
+    damaged = tmp_path / "best.safetensors"
+    damaged.write_bytes(b"\x00" * 100)
+    code, _, err = run(capsys, "evaluate", "--checkpoint", damaged)
+    assert code == 1 and one_line(err) and "damaged" in err and "--force" not in err

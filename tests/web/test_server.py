@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from actionmoe.predict.predictor import Predictor
 from actionmoe.web.server import ServiceLimits, create_app, safe_suffix
 from tests.helpers import free_port
 
 CHROMIUM = shutil.which("chromium")
-
-
-@pytest.fixture(scope="module")
-def predictor(trained_run) -> Predictor:
-    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
 
 
 @pytest.fixture

@@ -22,14 +22,8 @@ from pathlib import Path
 import pytest
 
 from actionmoe.cli import main
-from actionmoe.predict.predictor import Predictor
 from actionmoe.web.server import ServiceLimits, create_app
 from tests.helpers import free_port
-
-
-@pytest.fixture(scope="module")
-def predictor(trained_run) -> Predictor:
-    return Predictor.from_checkpoint(trained_run / "best.safetensors", device="cpu")
 
 
 class Live:
