@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install clean gpu-check
+.PHONY: demo test test-fast lint fmt install clean gpu-check
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-fast: lint  # skips the tests marked slow (subprocesses, torchrun, the brow
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)  # what lint checks, applied: safe fixes (import order, unused imports), then formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Every CUDA code path once, figures in runs/gpu-check/gpu_check.json; says so and exits 0 without a GPU.
 # Uses the venv when there is one, else the machine's python3 (a bare GPU image), from the source tree.

@@ -20,7 +20,7 @@ from actionmoe.acquire.synthetic import MOTION_FAMILIES
 from actionmoe.config import Config, load_config
 from actionmoe.errors import UsageError
 from actionmoe.evaluation.metrics import normalized_mutual_information
-from actionmoe.files import read_jsonl, write_atomically, write_json
+from actionmoe.files import pyplot, read_jsonl, save_figure, write_atomically, write_json
 from actionmoe.models.recognizer import build_model
 from actionmoe.workflows import run_training
 
@@ -190,11 +190,7 @@ def ablation_markdown(summary: dict) -> str:
 
 def plot_ablation(summary: dict, path: Path) -> None:
     """Test top-1 per variant, mean with the seed-to-seed standard deviation as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(summary["variants"])
     means = [summary["variants"][n]["top1"]["mean"] for n in names]
     stds = [summary["variants"][n]["top1"]["std"] for n in names]
@@ -205,7 +201,4 @@ def plot_ablation(summary: dict, path: Path) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{summary['config']}: mean ± std over {summary['seeds']} seeds")
     fig.tight_layout()
-    try:
-        write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)

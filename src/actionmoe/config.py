@@ -1,6 +1,9 @@
 """Frozen configuration dataclasses, TOML loading and strict dotted overrides.
 
-Only ``build_*`` functions and the CLI read these objects; modules take plain arguments.
+Only ``build_*`` functions, ``Preprocessing.from_config``, the CLI and the whole jobs
+(``workflows``, ``ablation``) read these objects; modules take plain arguments whose defaults are
+these dataclasses' defaults. Reading a config saved by an earlier version goes through
+``runtime.compat.saved_config``.
 """
 
 from __future__ import annotations

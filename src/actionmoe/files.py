@@ -273,3 +273,24 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed): every plot in the package starts here."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG atomically, then close it (also when writing fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
+    return path

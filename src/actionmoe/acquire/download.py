@@ -285,7 +285,8 @@ class _Throughput:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
-        self.window_start, self.window_bytes = time.monotonic(), 0
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
 
     def add(self, count: int) -> None:
         self.window_bytes += count
@@ -298,7 +299,8 @@ class _Throughput:
                 f"transfer too slow: {rate:.0f} bytes/s over {elapsed:.0f} s, below "
                 f"download.min_bytes_per_s = {self.policy.min_bytes_per_s:g}"
             )
-        self.window_start, self.window_bytes = time.monotonic(), 0
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
 
 
 def _check_deadline(deadline: float, policy: RetryPolicy) -> None:

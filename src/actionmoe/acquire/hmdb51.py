@@ -97,7 +97,8 @@ def build_source(download: DownloadConfig, checksums: dict[str, str] | None = No
 
 def hmdb51_is_complete(root: Path) -> bool:
     """``videos/`` holds class folders with files and ``splits/`` holds split files (empty folders do not count)."""
-    videos, splits = root / "videos", root / "splits"
+    videos = root / "videos"
+    splits = root / "splits"
     has_videos = videos.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in videos.iterdir())
     return has_videos and splits.is_dir() and any(splits.rglob("*_test_split1.txt"))
 

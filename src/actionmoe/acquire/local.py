@@ -50,7 +50,8 @@ def find_local_hmdb51(search_root: Path, max_depth: int = 4) -> LocalCopy | None
     Both archives in one folder win over an extracted tree at the same or a deeper level.
     """
     classes = set(hmdb51_class_names(builtin_hmdb51_split_dir()))
-    tree, split_dir = None, None
+    tree = None
+    split_dir = None
     for folder in _folders(search_root, max_depth):
         names = {path.name for path in _children(folder)}
         if all(name in names for name in ARCHIVE_NAMES):

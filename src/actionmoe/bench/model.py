@@ -6,8 +6,6 @@ noisy machine. CPU runs fp32; CUDA runs bf16 autocast with channels_last_3d (opt
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +15,7 @@ from torch import nn
 from actionmoe.bench.common import machine, table
 from actionmoe.config import ModelConfig
 from actionmoe.models.recognizer import build_model
+from actionmoe.runtime.device import autocast, prepare_model, synchronize, timed
 
 NUM_CLASSES = 51
 
@@ -58,10 +57,10 @@ def _plain_r2plus1d() -> nn.Module:
 
 
 def _step_fn(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, setting: Setting) -> Callable[[], None]:
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if setting.bf16 else contextlib.nullcontext()
+    precision = "bf16" if setting.bf16 else "fp32"
 
     def step() -> None:
-        with autocast:
+        with autocast(clip.device, precision):
             out = model(clip)
             logits, aux = (out.logits, out.aux_loss) if hasattr(out, "logits") else (out, 0.0)
             loss = nn.functional.cross_entropy(logits.float(), labels) + aux
@@ -72,20 +71,8 @@ def _step_fn(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, setting
 
 
 def _prepare(model: nn.Module, setting: Setting) -> nn.Module:
-    model = model.to(setting.device).train()
-    if setting.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = prepare_model(model, torch.device(setting.device), setting.channels_last).train()
     return torch.compile(model) if setting.compile else model
-
-
-def _time(step: Callable[[], None], device: str) -> float:
-    if device != "cpu":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device != "cpu":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def measure(setting: Setting, config: ModelConfig, repeats: int) -> dict:
@@ -107,7 +94,7 @@ def measure(setting: Setting, config: ModelConfig, repeats: int) -> dict:
     best = {name: float("inf") for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            best[name] = min(best[name], _time(step, setting.device))
+            best[name] = min(best[name], timed(step, setting.device))
     rates = {name: setting.batch / seconds for name, seconds in best.items()}
     return {
         "setting": setting.label(),
@@ -122,10 +109,9 @@ def _peak_memory_mb(step: Callable[[], None], device: str) -> float | None:
     """CUDA: the most memory one training step allocated (torch.cuda.max_memory_allocated); CPU: not measured."""
     if device == "cpu":
         return None
-    torch.cuda.synchronize()
+    synchronize(device)
     torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
+    timed(step, device)
     return torch.cuda.max_memory_allocated() / 2**20
 
 

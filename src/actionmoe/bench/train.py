@@ -32,6 +32,7 @@ from actionmoe.engine.metrics import Meter
 from actionmoe.engine.run import build_trainer
 from actionmoe.engine.trainer import Trainer
 from actionmoe.models.recognizer import build_model
+from actionmoe.runtime.device import timed
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,6 @@ def build_bench_trainer(
     return trainer, loader
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _batches(loader):
     """Loader batches without end (epochs one after another)."""
     for epoch in itertools.count():
@@ -138,26 +134,27 @@ def _batches(loader):
 
 def _end_to_end_block(trainer: Trainer, batches, steps: int) -> tuple[float, float, int]:
     """(seconds, seconds spent waiting for the loader, clips) of ``steps`` steps fed by the loader."""
-    waited, clips = 0.0, 0
-    _sync(trainer.device)
-    started = time.perf_counter()
-    for step in range(steps):
-        before = time.perf_counter()
-        batch = next(batches)
-        waited += time.perf_counter() - before
-        trainer.train_step(batch, step, 10**9, Meter())
-        clips += len(batch["label"])
-    _sync(trainer.device)
-    return time.perf_counter() - started, waited, clips
+    waited = 0.0
+    clips = 0
+
+    def block() -> None:
+        nonlocal waited, clips
+        for step in range(steps):
+            before = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - before
+            trainer.train_step(batch, step, 10**9, Meter())
+            clips += len(batch["label"])
+
+    return timed(block, trainer.device), waited, clips
 
 
 def _model_only_block(trainer: Trainer, resident: dict, steps: int) -> tuple[float, int]:
-    _sync(trainer.device)
-    started = time.perf_counter()
-    for step in range(steps):
-        trainer.train_step(resident, step, 10**9, Meter())
-    _sync(trainer.device)
-    return time.perf_counter() - started, steps * len(resident["label"])
+    def block() -> None:
+        for step in range(steps):
+            trainer.train_step(resident, step, 10**9, Meter())
+
+    return timed(block, trainer.device), steps * len(resident["label"])
 
 
 def measure_training(trainer: Trainer, loader, setting: TrainBenchSetting, repeats: int) -> dict:

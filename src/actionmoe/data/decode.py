@@ -1,9 +1,11 @@
 """Video file I/O: the only module that imports a video library.
 
-Readers return RGB uint8 frames shaped [T, H, W, C] for requested frame indices, resized right
-after decoding (so a 1080p video never holds more than one full-size frame), plus the number of
-frames the file really holds. AVI headers sometimes overstate the frame count; ``read_clip``
-notices when the stream ends early and samples again from the true count.
+``probe_video`` checks a file is a video (a container with a video stream, not text or a still
+image) before any decode; ``frame_count`` and ``video_fps`` read its header; ``stream_frames`` and
+``seek_frames`` serve timelines. Readers return RGB uint8 frames shaped [T, H, W, C] for requested
+frame indices, resized right after decoding (so a 1080p video never holds more than one full-size
+frame), plus the number of frames the file really holds. AVI headers sometimes overstate the frame
+count; ``read_clip`` notices when the stream ends early and samples again from the true count.
 
 A truncated file yields the frames decodable before the damage; a file with no decodable frame
 raises ``VideoDecodeError``.

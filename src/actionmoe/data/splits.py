@@ -1,4 +1,4 @@
-"""Split files -> lists of VideoRecord, for HMDB51, UCF101 and a plain class-folder layout.
+"""Split files -> lists of VideoRecord: HMDB51 (official files, or the Hub copy's JSON lines), UCF101, class folders.
 
 Labels are indices into the sorted class names. A seeded, stratified validation holdout is carved
 from the training list so that the test split is never used for model selection.

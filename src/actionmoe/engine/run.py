@@ -212,7 +212,8 @@ def _run_trainer(
 
 
 def _build_loaders(config: Config, splits: DatasetSplits, context: DistContext, device: torch.device) -> dict:
-    data, train = config.data, config.train
+    data = config.data
+    train = config.train
     cache = build_cache(data)
     common = dict(
         num_workers=data.num_workers,

@@ -79,9 +79,16 @@ class Trainer:
         run_dir: Path,
         run_meta: dict,
     ) -> None:
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.loaders, self.device, self.train_config, self.preprocessing = loaders, device, train, preprocessing
-        self.context, self.run_dir, self.run_meta = context, run_dir, run_meta
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.loaders = loaders
+        self.device = device
+        self.train_config = train
+        self.preprocessing = preprocessing
+        self.context = context
+        self.run_dir = run_dir
+        self.run_meta = run_meta
         self.policy = precision_policy(train.precision, device)
         if context.is_main:
             (log.warning if self.policy.warn else log.info)(
@@ -101,7 +108,8 @@ class Trainer:
             val = self.evaluate(self.loaders["val"])
             improved = val["top1"] > state.best_metric
             if improved:
-                state.best_metric, state.best_epoch = val["top1"], epoch
+                state.best_metric = val["top1"]
+                state.best_epoch = epoch
             state.epoch = epoch
             state.stopped_early = bool(patience) and epoch - state.best_epoch >= patience
             if self.train_config.scheduler == "plateau":
@@ -121,7 +129,8 @@ class Trainer:
         loader = self.loaders["train"]
         loader.sampler.set_epoch(epoch)
         self.augment_generator.manual_seed(device_augment_seed(self.train_config.seed, epoch))
-        meter, started = Meter(), time.perf_counter()
+        meter = Meter()
+        started = time.perf_counter()
         batches = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{self.train_config.epochs}",
@@ -151,7 +160,8 @@ class Trainer:
 
     def _loss_scale_collapsed(self, meter: Meter) -> bool:
         """fp16 only: all steps skipped and the scale so small that the forward pass itself overflows."""
-        steps, skipped = meter.sums.get("steps", 0), meter.sums.get("skipped_steps", 0)
+        steps = meter.sums.get("steps", 0)
+        skipped = meter.sums.get("skipped_steps", 0)
         return self.scaler.is_enabled() and steps > 0 and skipped == steps and self.scaler.get_scale() < MIN_LOSS_SCALE
 
     def _epoch_summary(self, meter: Meter, seconds: float, skipped: int) -> dict:
@@ -311,9 +321,10 @@ class Trainer:
 
 
 def tensorboard_writer(folder: Path):
-    """A TensorBoard writer when the ``tensorboard`` package is installed, else None."""
+    """A TensorBoard writer when the ``tensorboard`` extra is installed, else None (and one line saying so)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        log.info("no TensorBoard logs: pip install 'actionmoe[tensorboard]' to get them in %s", folder)
         return None
     return SummaryWriter(str(folder))

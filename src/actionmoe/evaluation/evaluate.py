@@ -99,7 +99,12 @@ def predict_test_views(
     restored: RestoredModel, loader, device: torch.device, precision: str, preprocessing: Preprocessing
 ) -> Predictions:
     """Per-view probabilities, labels, gates and model time for every video the loader yields."""
-    probs, labels, gates, router_logits, seconds, counts = [], [], [], [], [], []
+    probs = []
+    labels = []
+    gates = []
+    router_logits = []
+    seconds = []
+    counts = []
     for batch in loader:
         clips = preprocessing.on_device(batch["clip"], device, False)  # [B, V, C, T, H, W]
         started = _sync_time(device)

@@ -9,23 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from actionmoe.files import read_jsonl
+from actionmoe.files import pyplot, read_jsonl, save_figure
 
 DPI = 110
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str) -> None:
     """Row-normalised confusion matrix (each row sums to 1: recall on the diagonal)."""
-    plt = _pyplot()
+    plt = pyplot()
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, np.maximum(totals, 1))
     side = max(6.0, 0.24 * len(classes) + 3)
@@ -52,12 +43,11 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
                 )
     fig.colorbar(image, ax=ax, fraction=0.025, shrink=0.6, pad=0.02, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
 
 
 def plot_per_class_accuracy(accuracy: np.ndarray, classes: list[str], path: Path, mean: float) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     order = np.argsort(np.nan_to_num(accuracy, nan=-1))
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * len(classes) + 1.2)))
     ax.barh(np.arange(len(classes)), np.nan_to_num(accuracy[order]), color="#4C72B0")
@@ -69,12 +59,11 @@ def plot_per_class_accuracy(accuracy: np.ndarray, classes: list[str], path: Path
     ax.set_title("Per-class accuracy")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
 
 
 def plot_expert_usage(fraction: list[float], mean_gate: list[float], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     experts = np.arange(len(fraction))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(fraction) + 2), 3.6))
     width = 0.4
@@ -86,13 +75,12 @@ def plot_expert_usage(fraction: list[float], mean_gate: list[float], path: Path)
     ax.set_title("Expert usage on the test split")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
 
 
 def plot_class_expert_routing(weights: np.ndarray, classes: list[str], path: Path) -> None:
     """Classes x experts heatmap of the mean gate weight: how the experts divide the classes."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.5, 0.7 * weights.shape[1] + 3), max(3.0, 0.22 * len(classes) + 1.5)))
     image = ax.imshow(weights, cmap="viridis", vmin=0, vmax=max(1e-6, float(weights.max())), aspect="auto")
     ax.set_xticks(np.arange(weights.shape[1]), [f"E{i}" for i in range(weights.shape[1])])
@@ -101,8 +89,7 @@ def plot_class_expert_routing(weights: np.ndarray, classes: list[str], path: Pat
     ax.set_title("Mean gate weight per class")
     fig.colorbar(image, ax=ax, label="mean gate weight")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
 
 
 def plot_training_curves(metrics_log: Path, path: Path) -> bool:
@@ -113,7 +100,7 @@ def plot_training_curves(metrics_log: Path, path: Path) -> bool:
     rows = [row for row in read_jsonl(metrics_log, strict=False) if all(key in row for key in keys)]
     if not rows:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] + 1 for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     loss_ax.plot(epochs, [r["task_loss"] for r in rows], marker="o", label="train (cross-entropy)")
@@ -129,6 +116,5 @@ def plot_training_curves(metrics_log: Path, path: Path) -> bool:
     acc_ax.legend(fontsize=8)
     fig.suptitle("Training curves")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
     return True

@@ -115,7 +115,8 @@ def _move_into(staging: Path, out: Path, names: list[str]) -> None:
 
 
 def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:
-    metrics, classes = evaluation.metrics, list(evaluation.classes)
+    metrics = evaluation.metrics
+    classes = list(evaluation.classes)
     written = ["metrics.json", "report.md", "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.png"]
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(markdown_report(metrics, evaluation.confusion, classes))
@@ -159,7 +160,8 @@ def _write_confusion_csv(matrix: np.ndarray, classes: list[str], path: Path) -> 
 
 
 def headline(metrics: dict) -> str:
-    video, protocol = metrics["video_level"], metrics["protocol"]
+    video = metrics["video_level"]
+    protocol = metrics["protocol"]
     return (
         f"test split {protocol['split']} ({metrics['videos']} videos, views {protocol['views']}): "
         f"top-1 {video['top1']:.3f}, top-5 {video['top5']:.3f}, mean class accuracy "
@@ -249,8 +251,10 @@ def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
 
 def routing_sentence(experts: dict) -> str:
     """The routing numbers in one sentence a reader can act on."""
-    entropy, idle = experts["normalized_entropy_of_mean_gate"], experts["experts_under_5_percent"]
-    mi, baseline = experts["class_expert_mi"], experts["class_expert_mi_random"]
+    entropy = experts["normalized_entropy_of_mean_gate"]
+    idle = experts["experts_under_5_percent"]
+    mi = experts["class_expert_mi"]
+    baseline = experts["class_expert_mi_random"]
     count = len(experts["fraction_routed"])
     use = "shares the videos evenly" if entropy >= 0.9 else "favours some experts"
     idle_text = "every expert takes part" if idle == 0 else f"{idle} of {count} experts see under 5% of the videos"

@@ -2,8 +2,11 @@
 
 Routing follows Shazeer et al. (2017): clean logits H0 = g(x) Wg, noise std softplus(g(x) Wn) + 0.01,
 noisy logits H = H0 + eps * std (training only), keep the top k of H, softmax over the kept values.
-Wg and Wn start at zero, so routing starts uniform. With k = 1 the kept gate is the softmax
-probability of the chosen expert (Switch Transformer), so the task loss still trains the router.
+In Shazeer's reference Wg and Wn start at zero, so routing starts uniform and the std at 0.70; the
+shipped defaults (``ModelConfig``, measured in docs/ablation.md) start Wg small and random
+(``gate_init_std``) and the std lower (``noise_std_start``), with Wn still at zero. With k = 1 the
+kept gate is the softmax probability of the chosen expert (Switch Transformer), so the task loss
+still trains the router.
 
 Balancing (computed in float32 over the whole batch, and over all ranks when ``reduce`` is set):
 

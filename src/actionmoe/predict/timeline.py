@@ -26,7 +26,7 @@ from actionmoe.data.decode import frame_count, probe_video, seek_frames, stream_
 from actionmoe.data.sampling import uniform_indices
 from actionmoe.data.workers import batched
 from actionmoe.errors import PredictionStoppedError, UsageError, VideoDecodeError
-from actionmoe.files import check_output_file, write_atomically, write_json
+from actionmoe.files import check_output_file, pyplot, save_figure, write_atomically, write_json
 from actionmoe.predict.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -283,11 +283,7 @@ def _write_csv(timeline: Timeline, path: Path) -> None:
 
 def plot_timeline(timeline: Timeline, path: Path, classes_shown: int = 5) -> None:
     """The scores over time (window centres) of the classes that reach the highest scores, up to five."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     probabilities = timeline.probabilities  # [W, C]
     shown = np.argsort(-probabilities.max(axis=0), kind="stable")[:classes_shown]
     centres = [(w.start_s + w.end_s) / 2 for w in timeline.windows]
@@ -303,10 +299,7 @@ def plot_timeline(timeline: Timeline, path: Path, classes_shown: int = 5) -> Non
         f"{timeline.window_frames / timeline.fps:.3g} s every {timeline.stride_frames / timeline.fps:.3g} s"
     )
     fig.tight_layout()
-    try:
-        write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def timeline_summary(timeline: Timeline) -> str:

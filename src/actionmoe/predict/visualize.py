@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from actionmoe.data.decode import read_uniform_frames
-from actionmoe.files import write_atomically
+from actionmoe.files import pyplot, save_figure
 from actionmoe.predict.predictor import VideoPrediction
 
 THUMBNAIL = (120, 160)  # (H, W)
@@ -34,11 +34,7 @@ def save_prediction_grid(
 
     A video inside a folder named like a class gets a green (right) or red (wrong) title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     target = grid_path(path)
     columns = max(1, min(columns, len(results)))
     rows = math.ceil(len(results) / columns)
@@ -48,11 +44,7 @@ def save_prediction_grid(
     for ax, result in zip(axes.flat, results):
         _draw_cell(ax, result, classes)
     fig.tight_layout()
-    try:
-        write_atomically(target, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
-    return target
+    return save_figure(fig, target)
 
 
 def _draw_cell(ax, result: VideoPrediction, classes: tuple[str, ...]) -> None:
@@ -75,11 +67,7 @@ def ranked_bars_png(result: VideoPrediction, title: str | None = None) -> bytes:
     """The ranked actions of one video as a horizontal bar chart, best on top; PNG bytes."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [p.label for p in result.predictions][::-1]
     scores = [p.score for p in result.predictions][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(labels) + 0.9))

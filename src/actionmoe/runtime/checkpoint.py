@@ -144,7 +144,8 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, plain_state = {}, {}
+    tensors = {}
+    plain_state = {}
     for index, entries in state_dict["state"].items():
         for key, value in entries.items():
             if torch.is_tensor(value):

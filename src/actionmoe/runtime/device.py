@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -121,3 +123,19 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside torch.compile and DDP wrappers."""
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model)  # DDP
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); a no-op on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(work: Callable[[], object], device: torch.device | str) -> float:
+    """Wall seconds of ``work()`` including the device work it queued: the one timer of the benchmarks."""
+    synchronize(device)
+    started = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - started

@@ -33,7 +33,7 @@ def predict_views(
     Args:
         model: an ActionRecognizer (or anything returning a HeadOutput), in eval mode.
         clips: [B, V, C, T, H, W] float on the model's device.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast), as ``engine.device.precision_policy`` chose.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast), as ``runtime.device.precision_policy`` chose.
         channels_last: channels_last_3d on CUDA.
     """
     batch_size, views = clips.shape[:2]

@@ -55,7 +55,9 @@ class ServiceLimits:
 class _RefusedError(Exception):
     def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
 
 
 class Admission:
@@ -67,7 +69,8 @@ class Admission:
     """
 
     def __init__(self, workers: int, queue: int) -> None:
-        self.workers, self.capacity = workers, workers + queue
+        self.workers = workers
+        self.capacity = workers + queue
         self._lock = threading.Lock()
         self.admitted = self.running = self.served = 0
         self.service_s_total = self.wait_s_total = 0.0
@@ -174,8 +177,12 @@ class _Service:
     """One request: receive the upload under time limits, then wait for a worker, then predict."""
 
     def __init__(self, predictor, limits, executor, admission, stopping, folder) -> None:
-        self.predictor, self.limits, self.executor = predictor, limits, executor
-        self.admission, self.stopping, self.folder = admission, stopping, folder
+        self.predictor = predictor
+        self.limits = limits
+        self.executor = executor
+        self.admission = admission
+        self.stopping = stopping
+        self.folder = folder
 
     async def handle(self, request, top_k: int, window: str | None, stride: str) -> dict:
         if top_k < 1:
