@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from actionmoe.config import TrainConfig
+from actionmoe.runtime.compat import PARAMETER_GROUP_ORDER
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -45,7 +46,7 @@ def parameter_groups(
 ) -> list[dict]:
     """Optimizer groups: backbone at ``lr * backbone_lr_scale``, the MoE router at ``lr * router_lr_scale``
     (its own group only when the scale is not 1), the rest at ``lr``; no weight decay on norms and biases."""
-    scales = {"new": 1.0, "router": router_lr_scale, "backbone": backbone_lr_scale}  # in the groups' order
+    scales = {"new": 1.0, "router": router_lr_scale, "backbone": backbone_lr_scale}
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -62,7 +63,7 @@ def parameter_groups(
             "weight_decay": weight_decay if decays else 0.0,
             "name": f"{part}{'' if decays else '_no_decay'}",
         }
-        for part in scales
+        for part in PARAMETER_GROUP_ORDER  # the saved optimizer state's layout: fixed for old runs to resume
         for decays in (False, True)
         if (params := groups.get((part, decays)))
     ]
