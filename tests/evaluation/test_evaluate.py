@@ -111,3 +111,22 @@ def test_empty_test_split(trained_run, dataset_root, tmp_path, capsys):
         split_file.write_text(split_file.read_text().replace(" 2 ", " 0 "))
     assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--root", str(root)]) == 1
     assert "test set of split 1" in capsys.readouterr().err
+
+
+def test_the_report_embeds_its_plots_states_chance_and_the_training(trained_run, tmp_path, capsys):
+    """A reader of report.md alone sees the plots, the chance level, how the run trained; epochs count from 1."""
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for plot in EXPECTED_FILES - {"metrics.json", "report.md", "confusion_matrix.csv"}:
+        assert f"]({plot})" in report, plot
+    assert "Chance level 0.333 (3 classes)" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    checkpoint = metrics["checkpoint"]
+    assert checkpoint["epochs_trained"] == 2 and checkpoint["epochs_planned"] == 2
+    assert 1 <= checkpoint["epoch"] <= 2  # 1-based, as the log lines and the report count
+    assert f"epoch {checkpoint['epoch']} of 2" in report and "Training" in report
+    assert "top-5" not in report  # 3 classes: top-5 is 1.0 whatever the model does
+    assert metrics["video_level"]["chance_top1"] == pytest.approx(1 / 3)
+    experts = report.index("## Experts")
+    assert experts < report.index("**", experts) < report.index("normalised entropy")  # the verdict first

@@ -155,3 +155,42 @@ def test_the_report_explains_routing_in_words():
     assert "experts specialise by class" in sentence
     line = router_logit_line(collapsed | {"router_input_share": 0.04, "router_logit_scale": 0.123})
     assert "4% of the variation" in line[-1] and "0.12" in line[-1]
+
+
+def test_near_ties_in_the_gates_are_not_specialisation():
+    """The demo's router: two experts at 0.501/0.499 for every video; which one is 0.001 ahead follows the class.
+
+    Counting the argmax as a choice gave a class-expert MI of 1.0 and a report saying the experts
+    specialise, next to a heat map whose rows are all the same.
+    """
+    from actionmoe.evaluation.metrics import routing_health
+    from actionmoe.evaluation.reports import routing_verdict
+
+    labels = np.repeat(np.arange(4), 25)
+    gates = np.zeros((100, 4))
+    gates[:, 0] = np.where(labels < 2, 0.501, 0.499)
+    gates[:, 3] = 1 - gates[:, 0]
+    health = routing_health(gates, labels)
+    assert health["class_expert_mi"] < 0.01
+    experts = {**health, "fraction_routed": [1.0, 0.0, 0.0, 1.0]}
+    verdict = routing_verdict(experts)
+    assert verdict.startswith("Routing collapsed: 2 of 4 experts take every video") and "specialise" not in verdict
+
+    decisive = np.eye(4)[labels // 2 * 3]  # classes 0, 1 wholly to expert 0; classes 2, 3 wholly to expert 3
+    assert routing_health(decisive, labels)["class_expert_mi"] == pytest.approx(1.0)
+
+
+def test_the_routing_verdict_names_what_the_router_does():
+    from actionmoe.evaluation.reports import routing_verdict
+
+    even = {
+        "normalized_entropy_of_mean_gate": 0.98,
+        "experts_under_5_percent": 0,
+        "class_expert_mi": 0.02,
+        "class_expert_mi_random": 0.01,
+        "fraction_routed": [0.5, 0.5, 0.5, 0.5],
+    }
+    assert routing_verdict(even).startswith("Every expert is used, but the choice of expert does not depend on")
+    assert routing_verdict(even | {"class_expert_mi": 0.4}).startswith("The experts specialise by class")
+    one_idle = even | {"experts_under_5_percent": 1, "fraction_routed": [0.7, 0.7, 0.6, 0.0]}
+    assert routing_verdict(one_idle).startswith("Routing partly collapsed: 1 of 4 experts sees under 5%")

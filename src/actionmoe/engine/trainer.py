@@ -103,7 +103,9 @@ class Trainer:
     def fit(self, state: TrainState) -> TrainState:
         """Train from ``state.epoch + 1`` to the last epoch, or until early stopping."""
         patience = self.train_config.early_stop_patience
-        for epoch in range(state.epoch + 1, self.train_config.epochs):
+        first = state.epoch + 1
+        started = time.perf_counter()
+        for epoch in range(first, self.train_config.epochs):
             train = self.train_epoch(epoch)
             val = self.evaluate(self.loaders["val"])
             improved = val["top1"] > state.best_metric
@@ -115,7 +117,9 @@ class Trainer:
             if self.train_config.scheduler == "plateau":
                 self.scheduler.step(val["top1"])
             self.save(state, improved)
-            self.log_epoch({"epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()}})
+            per_epoch = (time.perf_counter() - started) / (epoch - first + 1)  # this process's epochs so far
+            left = 0.0 if state.stopped_early else per_epoch * (self.train_config.epochs - epoch - 1)
+            self.log_epoch({"epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()}}, left)
             if broadcast_flag(state.stopped_early, self.context):
                 log.info("early stop: no validation improvement for %d epochs", patience)
                 break
@@ -261,7 +265,10 @@ class Trainer:
         model = unwrap_model(self.model)
         model.eval()
         meter = Meter()
-        for batch in loader:
+        batches = tqdm(
+            loader, desc="validating", unit="batch", leave=False, disable=None if self.context.is_main else True
+        )
+        for batch in batches:
             clips = self.preprocessing.on_device(batch["clip"], self.device, False)  # [B, V, C, T, H, W]
             probs = predict_views(model, clips, self.precision, self.train_config.channels_last).video_probs()
             labels = batch["label"].to(self.device)
@@ -300,7 +307,8 @@ class Trainer:
             "saved": datetime.datetime.now(datetime.UTC).isoformat(),
         }
 
-    def log_epoch(self, row: dict) -> None:
+    def log_epoch(self, row: dict, seconds_left: float | None = None) -> None:
+        """metrics.jsonl, TensorBoard and one line with the time the remaining epochs will take."""
         if not self.context.is_main:
             return
         append_jsonl(self.run_dir / "metrics.jsonl", row)
@@ -311,13 +319,25 @@ class Trainer:
             for expert, share in enumerate(row["expert_fraction"]):
                 self.tensorboard.add_scalar(f"expert_fraction/{expert}", share, row["epoch"] + 1)
         log.info(
-            "epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s",
+            "epoch %d/%d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s%s",
             row["epoch"] + 1,
+            self.train_config.epochs,
             row["loss"],
             row["train_top1"],
             row["val_top1"],
             row["clips_per_s"],
+            "" if not seconds_left else f"; about {duration_text(seconds_left)} left",
         )
+
+
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s`` or ``1 h 12 min``: a time a person reads at a glance."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def tensorboard_writer(folder: Path):

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.errors import CheckpointError, DatasetError, UsageError
 from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, routing_health, topk_accuracy
-from actionmoe.runtime.device import inference_precision, pick_device
+from actionmoe.files import read_jsonl
+from actionmoe.runtime.device import inference_precision, pick_device, synchronize
 from actionmoe.runtime.restore import RestoredModel, restore_model
 from actionmoe.runtime.views import predict_views
 
@@ -105,11 +107,13 @@ def predict_test_views(
     router_logits = []
     seconds = []
     counts = []
-    for batch in loader:
+    for batch in tqdm(loader, desc="testing", unit="batch", leave=False, disable=None):
         clips = preprocessing.on_device(batch["clip"], device, False)  # [B, V, C, T, H, W]
-        started = _sync_time(device)
+        synchronize(device)
+        started = time.perf_counter()
         out = predict_views(restored.model, clips, precision, restored.config.train.channels_last)
-        seconds.append(_sync_time(device) - started)
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
         counts.append(clips.shape[0] * clips.shape[1])
         probs.append(out.probs.cpu().numpy())
         labels.append(batch["label"].numpy())
@@ -128,12 +132,6 @@ def predict_test_views(
     )
 
 
-def _sync_time(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def summarize(
     predictions: Predictions, restored: RestoredModel, data, device: torch.device, views: tuple[int, int]
 ) -> tuple[dict, np.ndarray]:
@@ -143,7 +141,6 @@ def summarize(
     num_views = predictions.view_probs.shape[1]
     clip_scores = predictions.view_probs.reshape(-1, predictions.view_probs.shape[2])
     clip_labels = np.repeat(predictions.labels, num_views)
-    meta = restored.meta
     metrics = {
         "protocol": {
             "dataset": data.dataset,
@@ -157,12 +154,7 @@ def summarize(
             "crop_size": data.crop_size,
             "aggregation": "softmax probabilities averaged over a video's views",
         },
-        "checkpoint": {
-            "path": str(restored.path),
-            "sha256": restored.sha256,
-            "epoch": meta.get("epoch"),
-            "best_val_top1": meta.get("best_metric"),
-        },
+        "checkpoint": checkpoint_summary(restored),
         "device": str(device),
         "videos": int(len(predictions.labels)),
         "skipped_videos": predictions.skipped,
@@ -176,6 +168,29 @@ def summarize(
         "experts": expert_usage(predictions, restored.classes),
     }
     return metrics, matrix
+
+
+def checkpoint_summary(restored: RestoredModel) -> dict:
+    """Where the weights come from and how their run trained; epochs count from 1, as the log lines do."""
+    meta = restored.meta
+    epoch = meta.get("epoch")
+    return {
+        "path": str(restored.path),
+        "sha256": restored.sha256,
+        "epoch": None if epoch is None else epoch + 1,
+        "best_val_top1": meta.get("best_metric"),
+        "epochs_planned": restored.config.train.epochs,
+        "epochs_trained": epochs_trained(restored.path.parent / "metrics.jsonl"),
+        "stopped_early": meta.get("stopped_early"),
+    }
+
+
+def epochs_trained(metrics_file: Path) -> int | None:
+    """Epochs the run beside a checkpoint logged (None without its metrics.jsonl)."""
+    if not metrics_file.exists():
+        return None
+    epochs = [row["epoch"] for row in read_jsonl(metrics_file, strict=False) if isinstance(row.get("epoch"), int)]
+    return max(epochs) + 1 if epochs else 0
 
 
 def inference_timing(predictions: Predictions, views_per_video: int) -> dict:

@@ -119,7 +119,6 @@ def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:
     classes = list(evaluation.classes)
     written = ["metrics.json", "report.md", "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.png"]
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
-    (out / "report.md").write_text(markdown_report(metrics, evaluation.confusion, classes))
     _write_confusion_csv(evaluation.confusion, classes, out / "confusion_matrix.csv")
     protocol = metrics["protocol"]
     title = f"{protocol['dataset']} split {protocol['split']} test, views {protocol['views']}: row-normalised"
@@ -137,6 +136,7 @@ def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:
         written += ["expert_usage.png", "class_expert_routing.png"]
     if plot_training_curves(evaluation.restored.path.parent / "metrics.jsonl", out / "training_curves.png"):
         written.append("training_curves.png")
+    (out / "report.md").write_text(markdown_report(metrics, evaluation.confusion, classes, set(written)))
     return written
 
 
@@ -160,22 +160,24 @@ def _write_confusion_csv(matrix: np.ndarray, classes: list[str], path: Path) -> 
 
 
 def headline(metrics: dict) -> str:
+    """One line: the split, the videos, the views and the accuracy (top-5 only with more than 5 classes)."""
     video = metrics["video_level"]
     protocol = metrics["protocol"]
+    top5 = f", top-5 {video['top5']:.3f}" if _shows_top5(metrics) else ""
     return (
         f"test split {protocol['split']} ({metrics['videos']} videos, views {protocol['views']}): "
-        f"top-1 {video['top1']:.3f}, top-5 {video['top5']:.3f}, mean class accuracy "
-        f"{video['mean_class_accuracy']:.3f}"
+        f"top-1 {video['top1']:.3f}{top5}, mean class accuracy {video['mean_class_accuracy']:.3f}"
     )
 
 
-def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str]) -> str:
-    protocol, video, clip, timing = (
-        metrics["protocol"],
-        metrics["video_level"],
-        metrics["clip_level"],
-        metrics["inference"],
-    )
+def _shows_top5(metrics: dict) -> bool:
+    """With 5 classes or fewer every label is in the top 5: the number says nothing."""
+    return len(metrics["video_level"]["per_class"]) > 5
+
+
+def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str], plots: set[str] = frozenset()) -> str:
+    """report.md: headline, protocol, training, accuracy (with its plots), timing, per class, experts."""
+    protocol = metrics["protocol"]
     lines = [
         "# Evaluation report",
         "",
@@ -189,22 +191,11 @@ def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str]) -> st
         f"{protocol['frames_per_clip']} frames, resized to {protocol['resize'][0]}x{protocol['resize'][1]}, "
         f"crop {protocol['crop_size']}",
         f"- video level: {protocol['aggregation']}; clip level: each view on its own",
-        f"- checkpoint {metrics['checkpoint']['path']} (epoch {_epoch(metrics)}, sha256 "
-        f"{metrics['checkpoint']['sha256'][:12]}...), device {metrics['device']}",
-        "",
-        "## Accuracy",
-        "",
-        "| level | top-1 | top-5 | mean class accuracy |",
-        "|---|---|---|---|",
-        f"| video | {video['top1']:.4f} | {video['top5']:.4f} | {video['mean_class_accuracy']:.4f} |",
-        f"| clip | {clip['top1']:.4f} | {clip['top5']:.4f} | |",
-        "",
-        "## Inference time (model only, warm-up excluded)",
-        "",
-        "| ms / clip | ms / video | clips / s | p50 ms / clip | p95 ms / clip |",
-        "|---|---|---|---|---|",
-        f"| {_num(timing['ms_per_clip'])} | {_num(timing['ms_per_video'])} | {_num(timing['clips_per_s'])} | "
-        f"{_num(timing['p50_ms_per_clip'])} | {_num(timing['p95_ms_per_clip'])} |",
+        f"- checkpoint {metrics['checkpoint']['path']} (sha256 {metrics['checkpoint']['sha256'][:12]}...), "
+        f"device {metrics['device']}",
+        *_training_lines(metrics["checkpoint"], plots),
+        *_accuracy_lines(metrics, plots),
+        *_timing_lines(metrics["inference"]),
         "",
         "## Per class",
         "",
@@ -213,12 +204,71 @@ def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str]) -> st
     ]
     lines += [
         f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-        for name, v in video["per_class"].items()
+        for name, v in metrics["video_level"]["per_class"].items()
     ]
     lines += ["", "## Most frequent confusions", "", "| true | predicted | videos |", "|---|---|---|"]
     lines += [f"| {classes[t]} | {classes[p]} | {n} |" for t, p, n in top_confusions(matrix, 10)]
-    lines += _expert_lines(metrics["experts"], classes)
+    lines += _expert_lines(metrics["experts"], classes, plots)
     return "\n".join(lines) + "\n"
+
+
+def _training_lines(checkpoint: dict, plots: set[str]) -> list[str]:
+    epoch = checkpoint.get("epoch")
+    if epoch is None:
+        return []
+    planned = checkpoint.get("epochs_planned")
+    trained = checkpoint.get("epochs_trained")
+    best = checkpoint.get("best_val_top1")
+    ran = "" if trained is None else f"; the run trained {trained} epoch{'s' if trained != 1 else ''}"
+    stopped = " and stopped early (no validation gain)" if checkpoint.get("stopped_early") else ""
+    lines = [
+        "",
+        "## Training",
+        "",
+        f"These weights are from epoch {epoch} of {planned}"
+        + ("" if best is None else f", the best validation top-1 of the run ({best:.3f})")
+        + f"{ran}{stopped}.",
+    ]
+    if "training_curves.png" in plots:
+        lines += ["", "![loss and accuracy per epoch](training_curves.png)"]
+    return lines
+
+
+def _accuracy_lines(metrics: dict, plots: set[str]) -> list[str]:
+    video = metrics["video_level"]
+    clip = metrics["clip_level"]
+    top5 = _shows_top5(metrics)
+    chance = video.get("chance_top1", 1 / len(video["per_class"]))
+    lines = [
+        "",
+        "## Accuracy",
+        "",
+        f"Chance level {chance:.3f} ({len(video['per_class'])} classes).",
+        "",
+        "| level | top-1 | top-5 | mean class accuracy |" if top5 else "| level | top-1 | mean class accuracy |",
+        "|---|---|---|---|" if top5 else "|---|---|---|",
+        f"| video | {video['top1']:.4f} | {video['top5']:.4f} | {video['mean_class_accuracy']:.4f} |"
+        if top5
+        else f"| video | {video['top1']:.4f} | {video['mean_class_accuracy']:.4f} |",
+        f"| clip | {clip['top1']:.4f} | {clip['top5']:.4f} | |" if top5 else f"| clip | {clip['top1']:.4f} | |",
+    ]
+    if "confusion_matrix.png" in plots:
+        lines += ["", "![confusion matrix, each row sums to 1](confusion_matrix.png)"]
+    if "per_class_accuracy.png" in plots:
+        lines += ["", "![accuracy per class](per_class_accuracy.png)"]
+    return lines
+
+
+def _timing_lines(timing: dict) -> list[str]:
+    return [
+        "",
+        "## Inference time (model only, warm-up excluded)",
+        "",
+        "| ms / clip | ms / video | clips / s | p50 ms / clip | p95 ms / clip |",
+        "|---|---|---|---|---|",
+        f"| {_num(timing['ms_per_clip'])} | {_num(timing['ms_per_video'])} | {_num(timing['clips_per_s'])} | "
+        f"{_num(timing['p50_ms_per_clip'])} | {_num(timing['p95_ms_per_clip'])} |",
+    ]
 
 
 def top_confusions(matrix: np.ndarray, count: int) -> list[tuple[int, int, int]]:
@@ -226,12 +276,14 @@ def top_confusions(matrix: np.ndarray, count: int) -> list[tuple[int, int, int]]
     return sorted(off_diagonal, key=lambda item: -item[2])[:count]
 
 
-def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
+def _expert_lines(experts: dict | None, classes: list[str], plots: set[str] = frozenset()) -> list[str]:
     if experts is None:
         return []
     lines = [
         "",
         "## Experts",
+        "",
+        f"**{routing_verdict(experts)}**",
         "",
         routing_sentence(experts),
         *router_logit_line(experts),
@@ -240,13 +292,54 @@ def _expert_lines(experts: dict | None, classes: list[str]) -> list[str]:
         "|---|---|---|---|",
     ]
     weights = np.array(experts["class_expert_gate"])  # [C, E]
-    leaders = weights.argmax(axis=1)
+    leaders = class_leaders(weights)
     for index, (fraction, gate) in enumerate(zip(experts["fraction_routed"], experts["mean_gate"])):
         led = [classes[c] for c in np.nonzero(leaders == index)[0]]
         lines.append(
             f"| {index} | {fraction:.3f} | {gate:.3f} | {', '.join(led[:8])}{' ...' if len(led) > 8 else ''} |"
         )
+    for name, caption in (
+        ("expert_usage.png", "use of each expert"),
+        ("class_expert_routing.png", "mean gate per class"),
+    ):
+        if name in plots:
+            lines += ["", f"![{caption}]({name})"]
     return lines
+
+
+TIE_MARGIN = 0.05  # a class "leads to" an expert only when its mean gate beats the runner-up by this much
+
+
+def class_leaders(weights: np.ndarray) -> np.ndarray:
+    """For each class [C], the expert its mean gate weight [C, E] clearly favours, or -1 for a near-tie."""
+    ranked = np.sort(weights, axis=1)
+    margin = ranked[:, -1] - (ranked[:, -2] if weights.shape[1] > 1 else 0.0)
+    return np.where(margin >= TIE_MARGIN, weights.argmax(axis=1), -1)
+
+
+def routing_verdict(experts: dict) -> str:
+    """What the router does, in one plain sentence that opens the routing section."""
+    count = len(experts["fraction_routed"])
+    idle = experts["experts_under_5_percent"]
+    active = [share for share in experts["fraction_routed"] if share >= 0.05]
+    if idle and all(share >= 0.95 for share in active):
+        return (
+            f"Routing collapsed: {len(active)} of {count} experts take every video and the other {idle} "
+            f"(almost) none, whatever the class."
+        )
+    if idle:
+        verb = "sees" if idle == 1 else "see"
+        partly = f"Routing partly collapsed: {idle} of {count} experts {verb} under 5% of the videos"
+        return partly + ("; the others specialise by class." if _specialised(experts) else ".")
+    if _specialised(experts):
+        return "The experts specialise by class: which experts a video gets depends on what it shows."
+    return "Every expert is used, but the choice of expert does not depend on the class."
+
+
+def _specialised(experts: dict) -> bool:
+    mi = experts["class_expert_mi"]
+    baseline = experts["class_expert_mi_random"]
+    return mi > max(2 * baseline, baseline + 0.1)
 
 
 def routing_sentence(experts: dict) -> str:
@@ -259,14 +352,12 @@ def routing_sentence(experts: dict) -> str:
     use = "shares the videos evenly" if entropy >= 0.9 else "favours some experts"
     idle_text = "every expert takes part" if idle == 0 else f"{idle} of {count} experts see under 5% of the videos"
     speciality = (
-        "experts specialise by class"
-        if mi > max(2 * baseline, baseline + 0.1)
-        else "the choice of expert says little about the class"
+        "experts specialise by class" if _specialised(experts) else "the choice of expert says little about the class"
     )
     return (
         f"At test time the router {use} (normalised entropy of the mean gate {entropy:.2f}, 1 = even), "
-        f"{idle_text}, and {speciality} (class-expert mutual information {mi:.2f} against {baseline:.2f} for "
-        "random routing with the same shares)."
+        f"{idle_text}, and {speciality} (class-expert mutual information from the gate weights {mi:.2f}, "
+        f"against {baseline:.2f} with the classes shuffled)."
     )
 
 
@@ -284,11 +375,6 @@ def router_logit_line(experts: dict) -> list[str]:
 
 def _num(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
-
-
-def _epoch(metrics: dict) -> str:
-    epoch = metrics["checkpoint"]["epoch"]
-    return "?" if epoch is None else str(epoch + 1)
 
 
 def find_split_checkpoints(run_root: Path) -> dict[int, Path]:
