@@ -52,7 +52,7 @@ def test_a_two_minute_video_streams_in_bounded_memory(predictor, long_video, tmp
     assert peak < all_frames_resized / 2, f"peak {peak / 2**20:.1f} MiB"
     segments = timeline.segments()
     assert segments[0].start_s == 0.0 and segments[-1].end_s == pytest.approx(120.0)
-    assert all(a.end_s >= b.start_s for a, b in zip(segments, segments[1:]))
+    assert all(a.end_s == b.start_s for a, b in zip(segments, segments[1:]))  # no overlap, no gap
 
 
 def test_timeline_files_and_the_command(predictor, trained_run, shared_data, tmp_path, capsys):
@@ -88,16 +88,17 @@ def test_timeline_files_and_the_command(predictor, trained_run, shared_data, tmp
     assert {"start_s", "end_s", "label", "score"} == set(data["segments"][0])
 
 
-def test_segments_merge_consecutive_windows():
+def test_segments_merge_consecutive_windows_without_overlapping():
+    """Each window speaks for the stride around its centre: segments tile the video, one label at a time."""
     from actionmoe.predict.predictor import Prediction
 
     labels = ["walk", "walk", "run", "run", "run", "walk"]
     windows = [Window(float(i), i + 2.0, [Prediction(label, 0.5 + 0.1 * (i % 2))]) for i, label in enumerate(labels)]
     timeline = Timeline("x", 25.0, 50, 25, windows, np.zeros((6, 2)), ("run", "walk"))
     assert [(s.start_s, s.end_s, s.label) for s in timeline.segments()] == [
-        (0.0, 3.0, "walk"),
-        (2.0, 6.0, "run"),
-        (5.0, 7.0, "walk"),
+        (0.0, 2.5, "walk"),
+        (2.5, 5.5, "run"),
+        (5.5, 7.0, "walk"),
     ]
 
 

@@ -58,22 +58,34 @@ class Timeline:
     classes: tuple[str, ...]
 
     def segments(self) -> list[Segment]:
-        """Consecutive windows with the same top label, merged."""
-        merged: list[list[Window]] = []
-        for window in self.windows:
-            if merged and merged[-1][-1].predictions[0].label == window.predictions[0].label:
-                merged[-1].append(window)
+        """Consecutive windows with the same top label, merged into segments that tile the video.
+
+        Overlapping windows would give overlapping segments; instead each window speaks for the
+        span around its centre, up to halfway to its neighbours' centres (from 0 for the first,
+        to its end for the last), so one moment has one label.
+        """
+        spans = self._own_spans()
+        merged: list[list[int]] = []
+        for index, window in enumerate(self.windows):
+            if merged and self.windows[merged[-1][-1]].predictions[0].label == window.predictions[0].label:
+                merged[-1].append(index)
             else:
-                merged.append([window])
+                merged.append([index])
         return [
             Segment(
-                run[0].start_s,
-                run[-1].end_s,
-                run[0].predictions[0].label,
-                float(np.mean([w.predictions[0].score for w in run])),
+                spans[run[0]][0],
+                spans[run[-1]][1],
+                self.windows[run[0]].predictions[0].label,
+                float(np.mean([self.windows[i].predictions[0].score for i in run])),
             )
             for run in merged
         ]
+
+    def _own_spans(self) -> list[tuple[float, float]]:
+        """(start_s, end_s) each window speaks for: consecutive, never overlapping."""
+        centres = [(w.start_s + w.end_s) / 2 for w in self.windows]
+        cuts = [(a + b) / 2 for a, b in zip(centres, centres[1:])]
+        return list(zip([0.0, *cuts], [*cuts, self.windows[-1].end_s]))
 
     def to_json(self) -> dict:
         return {
