@@ -284,3 +284,36 @@ def test_serve_on_a_busy_or_invalid_port(capsys, trained_run):
     assert code == 1 and one_line(err) and f"cannot listen on 127.0.0.1:{port}" in err
     code, _, err = run(capsys, "serve", "--checkpoint", trained_run / "best.safetensors", "--port", 70000)
     assert code == 2 and one_line(err) and "--port must be between 1 and 65535" in err
+
+
+def test_every_command_refuses_a_bad_output_before_any_work(capsys, trained_run, dataset_root, tmp_path, a_file):
+    """A rule for the whole command line: outputs are checked first, so a mistake costs under a second."""
+    import time
+
+    best = trained_run / "best.safetensors"
+    video = next((dataset_root / "videos" / "move_up").iterdir())
+    under = a_file / "sub"  # under a regular file: nothing can be created there
+    commands = [
+        (1, ["demo", "--out", under]),
+        (1, ["train", "--config", "demo", "--root", dataset_root, "--out", under]),
+        (1, ["evaluate", "--checkpoint", best, "--out", under]),
+        (1, ["evaluate", "--all-splits", trained_run.parent, "--out", under]),
+        (1, ["predict", video, "--checkpoint", best, "--out", under / "p.csv"]),
+        (2, ["predict", video, "--checkpoint", best, "--out", tmp_path / "p.txt"]),
+        (2, ["predict", video, "--checkpoint", best, "--window", "2", "--out", tmp_path / "t.txt"]),
+        (1, ["predict", video, "--checkpoint", best, "--window", "2", "--out", under / "t.json"]),
+        (1, ["predict", video, "--checkpoint", best, "--grid", under / "g.png"]),
+        (1, ["export", "--checkpoint", best, "--out", under / "m.onnx"]),
+        (2, ["export", "--checkpoint", best, "--out", tmp_path / "m.txt"]),
+        (1, ["ablate", "--config", "demo", "--variant", "base=", "--out", under]),
+        (1, ["data", "synth", "--out", under]),
+        (1, ["data", "download", "hmdb51", "--root", under, "--archives", tmp_path]),
+    ]
+    before = sorted(tmp_path.rglob("*"))
+    for code, argv in commands:
+        started = time.perf_counter()
+        result = run(capsys, *argv)
+        seconds = time.perf_counter() - started
+        assert result[0] == code and one_line(result[2]), (argv, result[2])
+        assert seconds < 1.0, (argv, f"{seconds:.1f} s before the refusal")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written anywhere

@@ -185,11 +185,14 @@ FORMAT_NAMES = {"onnx": "ONNX", "torch.export": "torch.export"}
 MAX_BATCH = 4096  # the upper end of the exported batch axis
 
 
+SUFFIX_FORMATS = {".pt2": "torch", ".onnx": "onnx"}
+
+
 def check_export_options(out: Path, batch_size: int, fmt: str | None = None) -> str:
     """Refuse unusable export options before the checkpoint is read or anything traced; the format to write.
 
-    ``fmt`` None takes the format from the suffix (.onnx: onnx, anything else: torch); a format
-    that contradicts the suffix is refused with the option that works.
+    The format follows the suffix (.pt2: torch, .onnx: onnx); another suffix, or a ``fmt`` that
+    contradicts the suffix, is refused with what works.
 
     Raises:
         UsageError: a batch size outside 1..MAX_BATCH, an unknown format, ``out`` a folder or
@@ -198,14 +201,18 @@ def check_export_options(out: Path, batch_size: int, fmt: str | None = None) -> 
     """
     if not 1 <= batch_size <= MAX_BATCH:
         raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH} (the exported batch axis), got {batch_size}")
-    suffix_format = "onnx" if out.suffix.lower() == ".onnx" else "torch"
-    fmt = fmt or suffix_format
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "torch" and suffix_format == "onnx":
-        raise UsageError(f"--out {out.name} names an ONNX model: use --format onnx (or name it .pt2)")
-    if fmt == "onnx" and out.suffix.lower() == ".pt2":
-        raise UsageError(f"--out {out.name} names a torch.export program: use --format torch (or name it .onnx)")
+    suffix_format = SUFFIX_FORMATS.get(out.suffix.lower())
+    if suffix_format is None:
+        raise UsageError(f"--out must end in .pt2 (a torch.export program) or .onnx (an ONNX model), got {out.name}")
+    if fmt is not None and fmt != suffix_format:
+        other = next(suffix for suffix, kind in SUFFIX_FORMATS.items() if kind == fmt)
+        raise UsageError(
+            f"--out {out.name} names {'an ONNX model' if suffix_format == 'onnx' else 'a torch.export program'}: "
+            f"use --format {suffix_format} (or name it {other})"
+        )
+    fmt = suffix_format
     check_output_file(out, "--out")
     check_output_file(sidecar_path(out), "--out")
     return fmt
