@@ -105,10 +105,10 @@ def test_segments_merge_consecutive_windows_without_overlapping():
 @pytest.mark.parametrize(
     "window, stride, message",
     [
-        ("0", "1.0", "--window must be a positive number"),
-        ("2.0", "0", "--stride must be a positive number"),
-        ("2.0", "-1", "--stride must be a positive number"),
-        ("abc", "1.0", "--window must be"),
+        ("0", "1.0", "window must be a positive number"),
+        ("2.0", "0", "stride must be a positive number"),
+        ("2.0", "-1", "stride must be a positive number"),
+        ("abc", "1.0", "window must be"),
     ],
 )
 def test_bad_spans_are_one_line_usage_errors(trained_run, shared_data, capsys, window, stride, message):

@@ -196,3 +196,60 @@ def test_upload_page_in_a_real_browser(live_server, predictor, dataset_root, sha
         page.wait_for_function("document.getElementById('status').className === 'error'", timeout=60_000)
         assert "broken.avi" in page.inner_text("#status")
         browser.close()
+
+
+def test_the_openapi_description_declares_the_upload_and_the_error_body(client):
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/api/predict"]["post"]
+    content = operation["requestBody"]["content"]
+    assert content["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+    assert content["application/octet-stream"]["schema"]["format"] == "binary"
+    for status in ("400", "408", "413", "415", "422", "503", "504"):
+        body = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/ErrorBody"}, status
+    assert schema["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+    response = client.post("/api/predict", content=b'{"video": 1}', headers={"Content-Type": "application/json"})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_docs_render_offline_and_try_it_out_uploads_a_video(live_server, predictor, dataset_root):
+    """/docs from the package's own Swagger UI assets: nothing is fetched from outside the server."""
+    from playwright.sync_api import sync_playwright
+
+    video = a_video(dataset_root)
+    outside = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+
+        def only_this_server(route):
+            if route.request.url.startswith(live_server):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_this_server)
+        page.goto(live_server + "docs")
+        operation = page.locator("#operations-default-predict_api_predict_post")
+        operation.locator(".opblock-summary").click(timeout=30_000)
+        operation.locator(".try-out__btn").click()
+        operation.locator("input[type=file]").set_input_files(str(video))
+        operation.locator(".execute").click()
+        status = operation.locator(".live-responses-table .response .response-col_status").first
+        status.wait_for(timeout=60_000)
+        assert status.inner_text().strip().startswith("200")
+        body = json.loads(operation.locator(".live-responses-table .microlight").first.inner_text())
+        assert body["video"] == video.name
+        assert body["predictions"][0]["label"] == predictor.predict(video, 1).predictions[0].label
+        browser.close()
+    assert outside == []
+
+
+def test_the_service_names_its_own_parameters_not_command_line_flags(client, dataset_root):
+    video = a_video(dataset_root)
+    for query in ("window=0", "window=2&stride=abc", "top_k=0"):
+        response = client.post(f"/api/predict?{query}", files={"file": (video.name, video.read_bytes())})
+        assert response.status_code == 400 and "--" not in response.json()["error"], response.json()

@@ -109,10 +109,10 @@ def parse_span(text: str, name: str) -> tuple[float, str]:
     """``2.0`` or ``2.0s`` (seconds) or ``48f`` (frames) -> (value, unit), at most a day or 10 million frames."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([sf]?)\s*", str(text))
     if match is None or float(match[1]) <= 0:
-        raise UsageError(f"--{name} must be a positive number of seconds (2.0) or frames (48f), got {text!r}")
+        raise UsageError(f"{name} must be a positive number of seconds (2.0) or frames (48f), got {text!r}")
     value, unit = float(match[1]), "frames" if match[2] == "f" else "seconds"
     if value > (MAX_SPAN_FRAMES if unit == "frames" else MAX_SPAN_S):
-        raise UsageError(f"--{name} must be at most {MAX_SPAN_S:g} s or {MAX_SPAN_FRAMES}f, got {text!r}")
+        raise UsageError(f"{name} must be at most {MAX_SPAN_S:g} s or {MAX_SPAN_FRAMES}f, got {text!r}")
     return value, unit
 
 

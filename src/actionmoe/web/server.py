@@ -116,6 +116,74 @@ class Admission:
             }
 
 
+UPLOAD_BODY = {
+    "required": True,
+    "description": "The video: a multipart field named `file`, or the raw bytes (name it with `X-Filename`).",
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+ERROR_STATUSES = {
+    400: "a bad parameter (top_k, window, stride), an empty upload or a multipart form without `file`",
+    408: "the upload stalled or was slower than the minimum rate",
+    413: "the video is larger than the server's limit",
+    415: "a body that cannot be a video (JSON or text): send multipart/form-data or application/octet-stream",
+    422: "the file is not a video the server can decode",
+    503: "the queue is full or the server is stopping; retry after the Retry-After header's seconds",
+    504: "the prediction took longer than the server's time limit",
+}
+
+
+def _error_responses() -> dict:
+    from pydantic import BaseModel
+
+    class ErrorBody(BaseModel):
+        error: str  # one line saying what went wrong and what to do
+
+    return {status: {"model": ErrorBody, "description": text} for status, text in ERROR_STATUSES.items()}
+
+
+def _add_offline_docs(app) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the assets the ``fastapi_offline`` distribution packages.
+
+    FastAPI's self-hosted docs recipe: the pages load nothing from outside the server, so they
+    work offline, on a cluster node or behind a firewall.
+    """
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+    no_icon = "data:,"  # the default favicon comes from FastAPI's website
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="actionmoe API",
+            swagger_js_url="docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="docs-assets/swagger-ui.css",
+            swagger_favicon_url=no_icon,
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc():
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title="actionmoe API",
+            redoc_js_url="docs-assets/redoc.standalone.js",
+            redoc_favicon_url=no_icon,
+            with_google_fonts=False,
+        )
+
+
 def create_app(
     predictor: Predictor, top_k: int = 5, limits: ServiceLimits = ServiceLimits(), upload_dir: Path | None = None
 ):
@@ -145,8 +213,16 @@ def create_app(
             if upload_dir is None:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    app = FastAPI(title="actionmoe", description="Ranked actions in uploaded videos.", lifespan=lifespan)
+    ERROR_RESPONSES = _error_responses()  # noqa: N806 (built here: pydantic is imported with FastAPI)
+    app = FastAPI(
+        title="actionmoe",
+        description="Ranked actions in uploaded videos.",
+        lifespan=lifespan,
+        docs_url=None,  # served below from packaged assets: the default loads them from a CDN
+        redoc_url=None,
+    )
     page = (resources.files("actionmoe.web") / "page.html").read_text()
+    _add_offline_docs(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -161,7 +237,7 @@ def create_app(
         """Classes, the checkpoint, and the queue: running, waiting, served, mean service and wait times."""
         return {"classes": list(predictor.classes), "checkpoint": predictor.source.name, "queue": admission.snapshot()}
 
-    @app.post("/api/predict")
+    @app.post("/api/predict", openapi_extra={"requestBody": UPLOAD_BODY}, responses=ERROR_RESPONSES)
     async def predict(request: Request, top_k: int = top_k, window: str | None = None, stride: str = "1.0"):
         """A multipart upload (field ``file``) or the raw body; ``window``/``stride`` (s, or ``48f``) for a timeline."""
         service = _Service(predictor, limits, executor, admission, stopping, folder)
@@ -293,6 +369,12 @@ async def _spooled_upload(request, limit: int, upload_dir: Path | None):
 async def _receive(request, out, limit: int) -> str:
     """Copy a multipart ``file`` field or the raw body into ``out``, counting bytes; the client's file name."""
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/json", "text/")):
+        raise _RefusedError(
+            415,
+            f"a {content_type.split(';')[0]} body is not a video: send multipart/form-data (field 'file') "
+            "or application/octet-stream",
+        )
     written = 0
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=10)
