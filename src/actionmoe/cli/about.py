@@ -21,8 +21,10 @@ def add_info(commands) -> None:
 def add_config(commands) -> None:
     config = commands.add_parser("config", help="inspect configurations")
     config_commands = config.add_subparsers(title="config commands", metavar="ACTION")
-    show = config_commands.add_parser("show", help="print the resolved config as TOML")
-    add_config_args(show)
+    show = config_commands.add_parser(
+        "show", help="print the resolved config as TOML (default: hmdb51, the config `train` uses)"
+    )
+    add_config_args(show, default="hmdb51")
     show.set_defaults(handler=cmd_config_show)
     config.set_defaults(handler=lambda _: config.print_help(sys.stderr) or 2)
 

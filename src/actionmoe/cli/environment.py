@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import platform
 
 from actionmoe import __version__
@@ -23,6 +24,21 @@ PACKAGES = (
     "matplotlib",
     "tqdm",
 )
+
+
+# The optional extras of pyproject.toml and the modules each brings (looked up, not imported).
+EXTRAS = {
+    "web": ("fastapi", "uvicorn", "multipart", "fastapi_offline"),
+    "export": ("onnx", "onnxruntime", "onnxscript"),
+    "notebook": ("ipykernel", "ipywidgets", "nbclient", "nbformat"),
+    "hub": ("huggingface_hub",),
+    "tensorboard": ("tensorboard",),
+}
+
+
+def installed_extras() -> dict[str, bool]:
+    """Which extras are complete in this environment (``pip install 'actionmoe[NAME]'`` adds one)."""
+    return {name: all(importlib.util.find_spec(module) for module in modules) for name, modules in EXTRAS.items()}
 
 
 def environment_report() -> dict:
@@ -47,6 +63,7 @@ def environment_report() -> dict:
         },
         "decoders": available_decoders(),
         "rar_extractors": available_rar_backends(),
+        "extras": installed_extras(),
     }
 
 
@@ -60,4 +77,10 @@ def format_report(report: dict) -> str:
     )
     lines.append(f"video decoders: {', '.join(report['decoders']) or 'none (pip install opencv-python-headless av)'}")
     lines.append(f"RAR extractors: {', '.join(report['rar_extractors']) or 'none (pip install rars)'}")
+    extras = report["extras"]
+    missing = [name for name, present in extras.items() if not present]
+    lines.append(
+        f"extras installed: {', '.join(name for name, present in extras.items() if present) or 'none'}"
+        + (f"; add more with pip install 'actionmoe[{','.join(missing)}]'" if missing else "")
+    )
     return "\n".join(lines)

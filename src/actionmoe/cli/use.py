@@ -47,7 +47,11 @@ def add_predict(commands) -> None:
     predict.add_argument(
         "--stride", default="1.0", metavar="SECONDS|Nf", help="with --window: the step between windows (default 1.0 s)"
     )
-    predict.add_argument("--json", action="store_true", help="print JSON, one object per video")
+    predict.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON array, one object per video (with --window: the timeline object)",
+    )
     predict.add_argument("--grid", type=Path, metavar="PNG", help="also write a thumbnail grid of the predictions")
     predict.set_defaults(handler=cmd_predict)
 

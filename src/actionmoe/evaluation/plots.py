@@ -83,7 +83,7 @@ def plot_class_expert_routing(weights: np.ndarray, classes: list[str], path: Pat
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.5, 0.7 * weights.shape[1] + 3), max(3.0, 0.22 * len(classes) + 1.5)))
     image = ax.imshow(weights, cmap="viridis", vmin=0, vmax=max(1e-6, float(weights.max())), aspect="auto")
-    ax.set_xticks(np.arange(weights.shape[1]), [f"E{i}" for i in range(weights.shape[1])])
+    ax.set_xticks(np.arange(weights.shape[1]), [f"expert {i}" for i in range(weights.shape[1])])
     ax.set_yticks(np.arange(len(classes)), classes, fontsize=8 if len(classes) > 15 else 10)
     ax.set_xlabel("expert")
     ax.set_title("Mean gate weight per class")
@@ -114,6 +114,9 @@ def plot_training_curves(metrics_log: Path, path: Path) -> bool:
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_ylim(0, 1.02)
     acc_ax.legend(fontsize=8)
+    for ax in (loss_ax, acc_ax):  # whole epochs, with room around a run of one or two
+        ax.set_xlim(0.5, max(epochs) + 0.5)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle("Training curves")
     fig.tight_layout()
     save_figure(fig, path, DPI)

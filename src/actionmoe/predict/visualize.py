@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actionmoe.data.decode import read_uniform_frames
+from actionmoe.data.decode import read_uniform_frames, resize_frame
 from actionmoe.files import pyplot, save_figure
 from actionmoe.predict.predictor import VideoPrediction
 
@@ -16,8 +16,19 @@ THUMBNAIL = (120, 160)  # (H, W)
 
 
 def middle_frame(video: Path) -> np.ndarray:
-    """The middle frame of ``video`` resized for a thumbnail; [H, W, 3] uint8."""
-    return read_uniform_frames(video, 3, THUMBNAIL)[1]
+    """The middle frame of ``video`` fitted into a thumbnail at its own aspect ratio; [H, W, 3] uint8."""
+    return letterbox(read_uniform_frames(video, 3, None)[1], THUMBNAIL)
+
+
+def letterbox(frame: np.ndarray, size: tuple[int, int], fill: int = 24) -> np.ndarray:
+    """``frame`` [h, w, 3] scaled to fit ``size`` (H, W) without distortion, centred on dark bands."""
+    height, width = size
+    scale = min(height / frame.shape[0], width / frame.shape[1])
+    fitted = (max(1, round(frame.shape[0] * scale)), max(1, round(frame.shape[1] * scale)))
+    canvas = np.full((height, width, 3), fill, dtype=np.uint8)
+    top, left = (height - fitted[0]) // 2, (width - fitted[1]) // 2
+    canvas[top : top + fitted[0], left : left + fitted[1]] = resize_frame(frame, fitted)
+    return canvas
 
 
 def grid_path(path: Path) -> Path:
