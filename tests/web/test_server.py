@@ -179,17 +179,32 @@ def test_upload_page_in_a_real_browser(live_server, predictor, dataset_root, sha
             ],
         )
         page = browser.new_page()
+        posts = []
+        page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
         page.goto(live_server)
         page.wait_for_function("document.getElementById('model').textContent.includes('3 classes')")
+        assert page.locator("#preview").is_hidden()  # no empty player before a file is chosen
         page.set_input_files("#video", str(video))
         page.click("#submit")
         page.wait_for_function("document.getElementById('top').textContent.length > 0", timeout=60_000)
         assert page.inner_text("#top") == predictor.predict(video, 1).predictions[0].label
-        assert page.locator("#results tbody tr").count() == 3
-        page.set_input_files("#video", str(shared_data / "videos" / "test.mp4"))  # 10 s: a timeline too
+        assert page.locator("#results tbody tr").count() == 3  # the server's --top-k
+        assert page.locator("#timeline").is_hidden()  # 12 frames: shorter than two windows
+        # HMDB51's own format, 6.6 s: Chromium cannot play XviD AVI, the server reads it
+        avi = shared_data / "videos" / "test.avi"
+        posts.clear()
+        page.set_input_files("#video", str(avi))
+        page.wait_for_selector("#preview-note:not([hidden])", timeout=10_000)
+        assert "cannot preview" in page.inner_text("#preview-note")
         page.click("#submit")
+        page.wait_for_function("document.getElementById('status').textContent.includes('timeline')", timeout=10_000)
         page.wait_for_selector("#timeline:not([hidden]) .segment", timeout=120_000)
-        assert page.locator("#timeline .segment").count() >= 1
+        assert len(posts) == 1  # one upload answers the ranking and the timeline
+        labels = page.locator("#timeline .legend li").all_inner_texts()
+        assert labels and all(label in predictor.classes for label in labels)  # whole names, in a legend
+        ticks = page.locator("#timeline .ticks span").all_inner_texts()
+        assert ticks[0] == "0 s" and ticks[-1].endswith(" s") and len(ticks) >= 3
+        assert "done" in page.inner_text("#status")
         page.screenshot(path=str(tmp_path / "page.png"))
         page.set_input_files("#video", str(garbage))
         page.click("#submit")
@@ -253,3 +268,17 @@ def test_the_service_names_its_own_parameters_not_command_line_flags(client, dat
     for query in ("window=0", "window=2&stride=abc", "top_k=0"):
         response = client.post(f"/api/predict?{query}", files={"file": (video.name, video.read_bytes())})
         assert response.status_code == 400 and "--" not in response.json()["error"], response.json()
+
+
+def test_one_upload_answers_the_ranking_and_for_a_long_video_its_timeline(client, predictor, dataset_root, shared_data):
+    short = a_video(dataset_root)  # 12 frames: no timeline
+    body = client.post("/api/predict?timeline=true", files={"file": (short.name, short.read_bytes())}).json()
+    assert body["timeline"] is None and len(body["predictions"]) == 3
+    long = shared_data / "videos" / "test.avi"  # 6.6 s: longer than two windows of 2 s
+    body = client.post("/api/predict?timeline=true", files={"file": (long.name, long.read_bytes())}).json()
+    want = expected(predictor, long)
+    assert [p["label"] for p in body["predictions"]] == [label for label, _ in want]
+    assert [p["score"] for p in body["predictions"]] == pytest.approx([score for _, score in want], abs=1e-5)
+    windows = body["timeline"]["windows"]
+    assert len(windows) == 5 and windows[1]["start_s"] == pytest.approx(1.0)
+    assert body["timeline"]["segments"][-1]["end_s"] == pytest.approx(windows[-1]["end_s"])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from actionmoe.data.decode import video_duration
 from actionmoe.errors import ActionMoEError, PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.files import safe_suffix
 from actionmoe.predict.predictor import Predictor
@@ -238,15 +239,33 @@ def create_app(
         return {"classes": list(predictor.classes), "checkpoint": predictor.source.name, "queue": admission.snapshot()}
 
     @app.post("/api/predict", openapi_extra={"requestBody": UPLOAD_BODY}, responses=ERROR_RESPONSES)
-    async def predict(request: Request, top_k: int = top_k, window: str | None = None, stride: str = "1.0"):
-        """A multipart upload (field ``file``) or the raw body; ``window``/``stride`` (s, or ``48f``) for a timeline."""
+    async def predict(
+        request: Request, top_k: int = top_k, window: str | None = None, stride: str = "1.0", timeline: bool = False
+    ):
+        """A multipart upload (field ``file``) or the raw body.
+
+        ``window``/``stride`` (seconds, or ``48f`` frames): the timeline alone. ``timeline=true``: the
+        ranking of the whole video and, when it is longer than two windows (of ``window``, default
+        2 s), its timeline under ``"timeline"`` (null for a short video), from one upload.
+        """
         service = _Service(predictor, limits, executor, admission, stopping, folder)
+        job = _Request(top_k, window, stride, timeline)
         try:
-            return await service.handle(request, top_k, window, stride)
+            return await service.handle(request, job)
         except _RefusedError as refused:
             return JSONResponse({"error": refused.message}, refused.status, headers=refused.headers)
 
     return app
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one POST /api/predict asks for."""
+
+    top_k: int
+    window: str | None  # a timeline of these windows alone
+    stride: str
+    timeline: bool  # the ranking, plus a timeline when the video is longer than two windows
 
 
 class _Service:
@@ -260,9 +279,9 @@ class _Service:
         self.stopping = stopping
         self.folder = folder
 
-    async def handle(self, request, top_k: int, window: str | None, stride: str) -> dict:
-        if top_k < 1:
-            raise _RefusedError(400, f"top_k must be at least 1, got {top_k}")
+    async def handle(self, request, job: _Request) -> dict:
+        if job.top_k < 1:
+            raise _RefusedError(400, f"top_k must be at least 1, got {job.top_k}")
         declared = int(request.headers.get("content-length") or 0)
         if declared > self.limits.max_upload_bytes + 64 * 1024:  # a multipart envelope adds a little
             raise _RefusedError(413, f"video too large ({declared} bytes; limit {self.limits.max_upload_bytes})")
@@ -270,7 +289,7 @@ class _Service:
         async with _spooled_upload(guarded, self.limits.max_upload_bytes, self.folder) as (path, name):
             self.admission.admit()
             try:
-                return await self._run(request, _job(self.predictor, path, name, top_k, window, stride))
+                return await self._run(request, _job(self.predictor, path, name, job))
             except VideoDecodeError as exc:
                 raise _RefusedError(422, str(exc).replace(str(path), name)) from None
             except UsageError as exc:
@@ -337,15 +356,28 @@ def _guarded_receive(receive, limits: ServiceLimits):
     return guarded
 
 
-def _job(predictor: Predictor, path: Path, name: str, top_k: int, window: str | None, stride: str):
-    def run(should_stop) -> dict:
-        if window is not None:
-            from actionmoe.predict.timeline import predict_timeline
+AUTO_WINDOW_S = 2.0
+AUTO_STRIDE_S = 1.0
 
-            timeline = predict_timeline(predictor, path, window, stride, top_k, should_stop=should_stop)
+
+def _job(predictor: Predictor, path: Path, name: str, job: _Request):
+    from actionmoe.predict.timeline import parse_span, predict_timeline
+
+    def run(should_stop) -> dict:
+        if job.window is not None and not job.timeline:
+            timeline = predict_timeline(predictor, path, job.window, job.stride, job.top_k, should_stop=should_stop)
             return {"video": name, **timeline.to_json(), "path": name}
-        result = predictor.predict(path, top_k)
-        return {"video": name, **result.to_json(), "path": name}
+        result = {"video": name, **predictor.predict(path, job.top_k).to_json(), "path": name}
+        if not job.timeline:
+            return result
+        window = job.window or str(AUTO_WINDOW_S)
+        stride = job.stride if job.window else str(AUTO_STRIDE_S)
+        value, unit = parse_span(window, "window")
+        duration = video_duration(path)  # 0.0 when the header does not say
+        if unit == "seconds" and 0 < duration <= 2 * value:
+            return {**result, "timeline": None}  # not longer than two windows
+        timeline = predict_timeline(predictor, path, window, stride, job.top_k, should_stop=should_stop)
+        return {**result, "timeline": timeline.to_json() if len(timeline.windows) > 2 else None}
 
     return run
 
