@@ -210,3 +210,45 @@ def test_odd_uploads_are_one_red_line_that_names_the_users_file(predictor, datas
     _upload(panel, drawing)
     assert "cannot classify drawing.mp4" in panel.status.value and "not a video" in panel.status.value
     assert "actionmoe-upload-" not in panel.status.value and "/tmp" not in panel.status.value
+
+
+def test_the_notebook_takes_the_configs_epochs_unless_set():
+    from actionmoe.notebook import notebook_config
+
+    assert notebook_config("demo", 1, None).train.epochs == 12  # the demo config's own
+    assert notebook_config("demo", 1, 3).train.epochs == 3
+
+
+def test_an_upload_is_named_as_the_user_named_it(predictor, dataset_root, tmp_path):
+    """The timeline's title and every error line carry the uploaded name, never the temporary file's."""
+    from actionmoe.predict.timeline import Timeline
+
+    frames = [np.stack(list(_frames(v))) for v in sorted((dataset_root / "videos" / "move_up").iterdir())[:4]]
+    long_video = tmp_path / "four_clips.avi"
+    write_video(long_video, np.concatenate(frames), fps=12)
+    panel = UploadPanel(predictor, top_k=3, long_video_s=3.0, window="1.0", stride="0.5")
+    shown: list[Timeline] = []
+    panel.plot = lambda timeline, path: shown.append(timeline) or path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    _upload(panel, long_video, name="my holiday.avi")
+    assert [t.source for t in shown] == ["my holiday.avi"]
+    broken = tmp_path / "x.avi"
+    broken.write_bytes(b"\x00" * 5000)
+    _upload(panel, broken, name="party.avi")
+    assert "party.avi" in panel.status.value and "video.avi" not in panel.status.value
+
+
+def test_the_panel_has_a_text_fallback_for_static_html(predictor, dataset_root):
+    panel = UploadPanel(predictor, top_k=3)
+    assert "upload" in panel._repr_mimebundle_()["text/html"].lower()
+    _upload(panel, sorted((dataset_root / "videos" / "move_left").iterdir())[0])
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert panel.last.predictions[0].label in bundle["text/html"]
+
+
+def test_the_onnx_export_prints_nothing(trained_run, tmp_path, capfd):
+    from actionmoe.predict.export import export_checkpoint
+
+    export_checkpoint(trained_run / "best.safetensors", tmp_path / "m.onnx", fmt="onnx")
+    out, err = capfd.readouterr()
+    assert "[torch.onnx]" not in out + err

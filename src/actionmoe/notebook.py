@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from actionmoe.config import Config, load_config
@@ -77,9 +77,13 @@ def show_logs(level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
-def notebook_config(name: str, split: int, epochs: int, overrides: list[str] = ()) -> Config:
-    """The named config (or TOML file) with the notebook's parameters applied, like the CLI's --set."""
-    return load_config(name, [f"data.split={split}", f"train.epochs={epochs}", *overrides])
+def notebook_config(name: str, split: int, epochs: int | None = None, overrides: list[str] = ()) -> Config:
+    """The named config (or TOML file) with the notebook's parameters applied, like the CLI's --set.
+
+    ``epochs`` None keeps the config's own (hmdb51: 30, demo: 12).
+    """
+    epoch_override = [] if epochs is None else [f"train.epochs={epochs}"]
+    return load_config(name, [f"data.split={split}", *epoch_override, *overrides])
 
 
 def show_evaluation(evaluation_dir: Path) -> dict:
@@ -114,6 +118,11 @@ def show_prediction_grid(predictor: Predictor, videos: list[Path], out: Path) ->
     return results
 
 
+def _user_named(message: str, path: Path, name: str) -> str:
+    """``message`` with the temporary file (its path, folder or name) replaced by the user's file name."""
+    return message.replace(str(path), name).replace(str(path.parent), "").replace(path.name, name)
+
+
 class UploadPanel:
     """Choose a video; see its ranked actions as a list and a bar chart, and a timeline when it is long.
 
@@ -140,10 +149,19 @@ class UploadPanel:
         self.timeline = widgets.Image(format="png", layout=widgets.Layout(display="none", max_width="900px"))
         self.widget = widgets.VBox([self.upload, self.status, self.ranked, self.bars, self.timeline])
         self.last: VideoPrediction | None = None
+        self.plot = plot_timeline  # (timeline, png path): replaceable, e.g. to look at what is drawn
         self.upload.observe(self._on_value, names="value")
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget, and text for where widgets do not run (a notebook saved as HTML, a viewer)."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/html"] = self._static_html()
+        return bundle
+
+    def _static_html(self) -> str:
+        if self.last is None:
+            return "<p><i>An upload widget: run the notebook to classify your own video here.</i></p>"
+        return f"<p>{self.status.value}</p>{self.ranked.value}"
 
     def _on_value(self, change: dict) -> None:
         if change["new"]:
@@ -160,8 +178,10 @@ class UploadPanel:
                 prediction = self.predictor.predict(path, top_k=self.top_k)
                 timeline = self._timeline(path)
             except ActionMoEError as exc:
-                self._show_error(name, str(exc).replace(str(path), name))
+                self._show_error(name, _user_named(str(exc), path, name))
                 return None
+            if timeline is not None:
+                timeline = replace(timeline, source=name)  # titles say the user's name
             self._show_timeline(timeline, name, Path(folder))
         self._show_ranked(prediction, name)
         self.last = prediction
@@ -187,7 +207,7 @@ class UploadPanel:
         if timeline is None or len(timeline.windows) < 2:
             self.timeline.layout.display = "none"
             return
-        plot_timeline(timeline, folder / "timeline.png")
+        self.plot(timeline, folder / "timeline.png")
         self.timeline.value = (folder / "timeline.png").read_bytes()
         self.timeline.layout.display = None
 

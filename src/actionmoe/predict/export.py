@@ -11,11 +11,9 @@ must apply; ``Predictor.from_onnx`` reads both and runs the model with onnxrunti
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,16 +67,16 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
         if fmt == "onnx":
-            with contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress; stdout is for results
-                program = torch.onnx.export(
-                    module,
-                    (example,),
-                    dynamo=True,
-                    dynamic_shapes=({0: batch},),
-                    input_names=["clips"],
-                    output_names=["probabilities"],
-                    opset_version=ONNX_OPSET,
-                )
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                verbose=False,  # its progress lines would fill a notebook cell's stderr
+                dynamic_shapes=({0: batch},),
+                input_names=["clips"],
+                output_names=["probabilities"],
+                opset_version=ONNX_OPSET,
+            )
             write_atomically(out, lambda path: program.save(str(path)))
         else:
             program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
