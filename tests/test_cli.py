@@ -320,3 +320,18 @@ def test_every_command_refuses_a_bad_output_before_any_work(capsys, trained_run,
         assert result[0] == code and one_line(result[2]), (argv, result[2])
         assert seconds < 1.0, (argv, f"{seconds:.1f} s before the refusal")
     assert sorted(tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["export"], ["serve"]])
+def test_help_ends_with_examples_that_parse(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    text = capsys.readouterr().out
+    shown = [line.strip() for line in text.split("examples:\n", 1)[1].splitlines() if line.strip()]
+    assert shown
+    for line in shown:  # every example is a command this parser accepts
+        argv = line.split("#")[0].split()
+        if argv[0] == "actionmoe" and "COMMAND" not in argv:
+            build_parser().parse_args(argv[1:])
+        elif argv[0] == "torchrun":
+            build_parser().parse_args(argv[argv.index("actionmoe") + 1 :])

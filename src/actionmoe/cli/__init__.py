@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from actionmoe import __version__
 from actionmoe.cli import about, bench, data, training, use
-from actionmoe.cli.common import add_verbosity_args
+from actionmoe.cli.common import add_verbosity_args, examples
 from actionmoe.errors import ActionMoEError
 
 log = logging.getLogger("actionmoe")
@@ -67,7 +67,17 @@ def _configure_logging(level: int, verbose: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="actionmoe", description="Action recognition in video, HMDB51-style.")
+    parser = argparse.ArgumentParser(
+        prog="actionmoe",
+        description="Action recognition in video, HMDB51-style.",
+        **examples(
+            "actionmoe demo                       # the offline demo: synthetic data, train, test (about 7 min)",
+            "actionmoe data download hmdb51 --root data/hmdb51 --source hf",
+            "actionmoe train --split 1 --root data/hmdb51",
+            "actionmoe predict clip.mp4 --checkpoint runs/hmdb51-split1/best.safetensors",
+            "actionmoe COMMAND --help             # each command's options and examples",
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"actionmoe {__version__}")
     add_verbosity_args(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")

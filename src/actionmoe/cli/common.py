@@ -80,3 +80,11 @@ def check_workers(count: int) -> int:
 
 def print_result(value: dict | list, as_json: bool, text: str) -> None:
     print(json.dumps(value, indent=2, allow_nan=False) if as_json else text)
+
+
+def examples(*commands: str) -> dict:
+    """``add_parser`` keywords for a help text that ends with worked examples, kept as written."""
+    return {
+        "epilog": "examples:\n" + "\n".join(f"  {command}" for command in commands),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }

@@ -8,6 +8,7 @@ from pathlib import Path
 from actionmoe.cli.common import (
     add_config_args,
     add_device_arg,
+    examples,
     print_result,
     resolve_config,
 )
@@ -23,7 +24,15 @@ def add_demo(commands) -> None:
 
 
 def add_train(commands) -> None:
-    train = commands.add_parser("train", help="train one split (resumes from RUN_DIR/last.safetensors), then test it")
+    train = commands.add_parser(
+        "train",
+        help="train one split (resumes from RUN_DIR/last.safetensors), then test it",
+        **examples(
+            "actionmoe train --split 1 --root data/hmdb51",
+            "actionmoe train --config demo --out runs/try --set train.epochs=3",
+            "torchrun --nproc-per-node 2 -m actionmoe train --split 1 --root data/hmdb51",
+        ),
+    )
     train.add_argument("--split", type=int, help="official split 1, 2 or 3 (data.split)")
     train.add_argument("--root", type=Path, help="dataset root (data.root)")
     train.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-split<N>)")
@@ -33,7 +42,15 @@ def add_train(commands) -> None:
 
 
 def add_evaluate(commands) -> None:
-    evaluate = commands.add_parser("evaluate", help="metrics, report and plots for a checkpoint on a test split")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics, report and plots for a checkpoint on a test split",
+        **examples(
+            "actionmoe evaluate --checkpoint runs/hmdb51-split1/best.safetensors",
+            "actionmoe evaluate --checkpoint best.safetensors --views 10x3 --out eval-10x3",
+            "actionmoe evaluate --all-splits runs/",
+        ),
+    )
     target = evaluate.add_mutually_exclusive_group(required=True)
     target.add_argument("--checkpoint", type=Path, help="a best.safetensors / last.safetensors file")
     target.add_argument(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from actionmoe.cli.common import (
     add_device_arg,
+    examples,
     print_result,
 )
 from actionmoe.errors import UsageError
@@ -15,7 +16,16 @@ from actionmoe.files import check_output_file
 
 
 def add_predict(commands) -> None:
-    predict = commands.add_parser("predict", help="ranked actions for video files, folders or globs, from a checkpoint")
+    predict = commands.add_parser(
+        "predict",
+        help="ranked actions for video files, folders or globs, from a checkpoint",
+        **examples(
+            "actionmoe predict clip.mp4 --checkpoint best.safetensors",
+            "actionmoe predict footage/ --checkpoint best.safetensors --out predictions.csv --workers 4",
+            "actionmoe predict match.mp4 --checkpoint best.safetensors --window 2.0 --stride 1.0 --out timeline.json",
+            "actionmoe predict clip.avi --checkpoint model.onnx --top-k 3 --json",
+        ),
+    )
     predict.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or glob patterns")
     predict.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
@@ -57,7 +67,14 @@ def add_predict(commands) -> None:
 
 
 def add_export(commands) -> None:
-    export = commands.add_parser("export", help="a torch.export program (.pt2) or ONNX model of a checkpoint")
+    export = commands.add_parser(
+        "export",
+        help="a torch.export program (.pt2) or ONNX model of a checkpoint",
+        **examples(
+            "actionmoe export --checkpoint best.safetensors --out model.onnx",
+            "actionmoe export --checkpoint best.safetensors --out model.pt2",
+        ),
+    )
     export.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
     export.add_argument("--out", type=Path, required=True, help="e.g. model.pt2 (a .json sidecar is written beside)")
     export.add_argument("--batch-size", type=int, default=1, help="example batch for tracing; the axis is dynamic")
@@ -70,7 +87,14 @@ def add_export(commands) -> None:
 
 
 def add_serve(commands) -> None:
-    serve = commands.add_parser("serve", help="an upload page and JSON API that predict on posted videos")
+    serve = commands.add_parser(
+        "serve",
+        help="an upload page and JSON API that predict on posted videos",
+        **examples(
+            "actionmoe serve --checkpoint best.safetensors   # then open http://127.0.0.1:8000/ (API: /docs)",
+            "actionmoe serve --checkpoint model.onnx --workers 2 --top-k 3",
+        ),
+    )
     serve.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
