@@ -268,3 +268,12 @@ def test_disk_full_at_the_first_checkpoint_is_one_line(capsys, dataset_root, tmp
     monkeypatch.setattr(files.os, "replace", full)
     code, _, err = run(capsys, *cli_args(dataset_root, tmp_path / "run", "train.epochs=1"))
     assert code == 1 and one_line(err) and "No space left on device" in err
+
+
+def test_a_run_without_its_last_checkpoint_is_not_overwritten(finished_run, dataset_root, capsys):
+    """last.safetensors deleted to save space: rerunning train must not start over on top of best."""
+    (finished_run / "last.safetensors").unlink()
+    best = (finished_run / "best.safetensors").read_bytes()
+    code, _, err = run(capsys, *cli_args(dataset_root, finished_run, "train.epochs=2"))
+    assert code == 1 and one_line(err) and "--force" in err and "last.safetensors" in err
+    assert (finished_run / "best.safetensors").read_bytes() == best

@@ -94,6 +94,11 @@ def _train(config: Config, splits: DatasetSplits, run_dir: Path, force: bool, co
 def _resumable(run_dir: Path, config: Config, splits: DatasetSplits) -> Checkpoint | None:
     last = run_dir / "last.safetensors"
     if not last.exists():
+        if (run_dir / "best.safetensors").exists():  # deleted to save space: starting over would replace best
+            raise CheckpointError(
+                f"{run_dir} holds best.safetensors but no last.safetensors, so there is nothing to resume; "
+                "pass --force to train again from scratch (replacing best.safetensors), or use another --out"
+            )
         return None
     try:
         checkpoint = load_checkpoint(last, training_state=True)
