@@ -289,36 +289,48 @@ def test_serve_on_a_busy_or_invalid_port(capsys, trained_run):
     assert code == 2 and one_line(err) and "--port must be between 1 and 65535" in err
 
 
-def test_every_command_refuses_a_bad_output_before_any_work(capsys, trained_run, dataset_root, tmp_path, a_file):
+# (exit code, argv) with {best}, {video}, {runs}, {root}, {under} (a path under a regular file), {tmp}
+BAD_OUTPUTS = {
+    "demo": (1, "demo --out {under}"),
+    "train": (1, "train --config demo --root {root} --out {under}"),
+    "evaluate": (1, "evaluate --checkpoint {best} --out {under}"),
+    "evaluate --all-splits": (1, "evaluate --all-splits {runs} --out {under}"),
+    "predict --out": (1, "predict {video} --checkpoint {best} --out {under}/p.csv"),
+    "predict --out suffix": (2, "predict {video} --checkpoint {best} --out {tmp}/p.txt"),
+    "predict --window suffix": (2, "predict {video} --checkpoint {best} --window 2 --out {tmp}/t.txt"),
+    "predict --window": (1, "predict {video} --checkpoint {best} --window 2 --out {under}/t.json"),
+    "predict --grid": (1, "predict {video} --checkpoint {best} --grid {under}/g.png"),
+    "export": (1, "export --checkpoint {best} --out {under}/m.onnx"),
+    "export suffix": (2, "export --checkpoint {best} --out {tmp}/m.txt"),
+    "ablate": (1, "ablate --config demo --variant base= --out {under}"),
+    "data synth": (1, "data synth --out {under}"),
+    "data download": (1, "data download hmdb51 --root {under} --archives {tmp}"),
+}
+
+
+@pytest.mark.parametrize("command", BAD_OUTPUTS)
+def test_every_command_refuses_a_bad_output_before_any_work(
+    command, capsys, trained_run, dataset_root, tmp_path, a_file
+):
     """A rule for the whole command line: outputs are checked first, so a mistake costs under a second."""
     import time
 
-    best = trained_run / "best.safetensors"
-    video = next((dataset_root / "videos" / "move_up").iterdir())
-    under = a_file / "sub"  # under a regular file: nothing can be created there
-    commands = [
-        (1, ["demo", "--out", under]),
-        (1, ["train", "--config", "demo", "--root", dataset_root, "--out", under]),
-        (1, ["evaluate", "--checkpoint", best, "--out", under]),
-        (1, ["evaluate", "--all-splits", trained_run.parent, "--out", under]),
-        (1, ["predict", video, "--checkpoint", best, "--out", under / "p.csv"]),
-        (2, ["predict", video, "--checkpoint", best, "--out", tmp_path / "p.txt"]),
-        (2, ["predict", video, "--checkpoint", best, "--window", "2", "--out", tmp_path / "t.txt"]),
-        (1, ["predict", video, "--checkpoint", best, "--window", "2", "--out", under / "t.json"]),
-        (1, ["predict", video, "--checkpoint", best, "--grid", under / "g.png"]),
-        (1, ["export", "--checkpoint", best, "--out", under / "m.onnx"]),
-        (2, ["export", "--checkpoint", best, "--out", tmp_path / "m.txt"]),
-        (1, ["ablate", "--config", "demo", "--variant", "base=", "--out", under]),
-        (1, ["data", "synth", "--out", under]),
-        (1, ["data", "download", "hmdb51", "--root", under, "--archives", tmp_path]),
-    ]
+    code, text = BAD_OUTPUTS[command]
+    values = {
+        "best": trained_run / "best.safetensors",
+        "video": next((dataset_root / "videos" / "move_up").iterdir()),
+        "runs": trained_run.parent,
+        "root": dataset_root,
+        "under": a_file / "sub",  # under a regular file: nothing can be created there
+        "tmp": tmp_path,
+    }
+    argv = [part.format(**values) for part in text.split()]
     before = sorted(tmp_path.rglob("*"))
-    for code, argv in commands:
-        started = time.perf_counter()
-        result = run(capsys, *argv)
-        seconds = time.perf_counter() - started
-        assert result[0] == code and one_line(result[2]), (argv, result[2])
-        assert seconds < 1.0, (argv, f"{seconds:.1f} s before the refusal")
+    started = time.perf_counter()
+    result = run(capsys, *argv)
+    seconds = time.perf_counter() - started
+    assert result[0] == code and one_line(result[2]), (argv, result[2])
+    assert seconds < 1.0, f"{seconds:.1f} s before the refusal"
     assert sorted(tmp_path.rglob("*")) == before  # nothing written anywhere
 
 

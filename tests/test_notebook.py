@@ -243,7 +243,7 @@ def test_the_panel_has_a_text_fallback_for_static_html(predictor, dataset_root):
     _upload(panel, sorted((dataset_root / "videos" / "move_left").iterdir())[0])
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert panel.last.predictions[0].label in bundle["text/html"]
+    assert panel.last.predictions[0].label in bundle["text/html"] and "data:image/png;base64," in bundle["text/html"]
 
 
 def test_the_onnx_export_prints_nothing(trained_run, tmp_path, capfd):

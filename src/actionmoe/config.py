@@ -91,7 +91,7 @@ MAX_VIDEO_BYTES = 2 << 30  # one video's float test views plus its presampled ui
 class DataConfig:
     """Which dataset, which split, and how clips are made from it."""
 
-    dataset: Literal["hmdb51", "hmdb51_jsonl", "ucf101", "folder"] = "hmdb51"  # hmdb51 reads either HMDB51 layout
+    dataset: Literal["hmdb51", "hmdb51_jsonl", "ucf101", "folder", "list"] = "hmdb51"  # hmdb51: either HMDB51 layout
     root: str = "data/hmdb51"
     split: int = 1
     val_fraction: float = 0.1
@@ -99,6 +99,10 @@ class DataConfig:
     on_missing: Literal["error", "skip"] = "error"
     seed: int = 0
     split_csv: str = ""  # folder layout only: optional CSV of path,subset
+    train_list: str = ""  # dataset "list": one video a line, "relative/path.mp4 LABEL" (see data/lists.py)
+    val_list: str = ""  # optional; empty: a stratified holdout of train (data.val_fraction)
+    test_list: str = ""
+    classes_file: str = ""  # optional: class names in label order, so list labels may be integer indices
     clip_len: int = 16
     resize: tuple[int, int] = (128, 171)  # (H, W) at decode time, as the Kinetics weights expect
     crop_size: int = 112
@@ -117,6 +121,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(self.split in (1, 2, 3), "data.split", "must be 1, 2 or 3")
+        _require(
+            self.dataset != "list" or bool(self.train_list and self.test_list),
+            "data.train_list / data.test_list",
+            'must both name a list file when data.dataset = "list"',
+        )
         _require(
             self.val_on_test or 0 < self.val_fraction < 1,
             "data.val_fraction",

@@ -6,6 +6,7 @@ sense in a notebook. IPython and ipywidgets (the ``notebook`` extra) are importe
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
@@ -161,7 +162,9 @@ class UploadPanel:
     def _static_html(self) -> str:
         if self.last is None:
             return "<p><i>An upload widget: run the notebook to classify your own video here.</i></p>"
-        return f"<p>{self.status.value}</p>{self.ranked.value}"
+        chart = base64.b64encode(self.bars.value).decode("ascii") if self.bars.value else ""
+        image = f'<img alt="ranked actions" src="data:image/png;base64,{chart}">' if chart else ""
+        return f"<p>{self.status.value}</p>{self.ranked.value}{image}"
 
     def _on_value(self, change: dict) -> None:
         if change["new"]:

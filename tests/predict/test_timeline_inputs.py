@@ -15,7 +15,7 @@ from tests.helpers import one_line, run
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--window", "100000000000000000000000000000000"], "--window"),
+        (["--window", "100000000000000000000000000000000"], "window must be at most"),
         (["--window", "1", "--top-k", "0"], "--top-k"),
         (["--window", "1", "--batch-size", "0"], "--batch-size"),
         (["--window", "1", "--out", "tl.txt"], "--out must end in"),

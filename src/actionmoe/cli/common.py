@@ -40,7 +40,9 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, required=True, help="dataset root (data.root)")
     parser.add_argument(
-        "--dataset", choices=["hmdb51", "hmdb51_jsonl", "ucf101", "folder"], help="layout of the root (data.dataset)"
+        "--dataset",
+        choices=["hmdb51", "hmdb51_jsonl", "ucf101", "folder", "list"],
+        help="layout of the root (data.dataset)",
     )
     parser.add_argument("--split", type=int, help="split 1, 2 or 3 (data.split)")
     parser.add_argument("--on-missing", choices=["error", "skip"], help="what a listed but absent video does")

@@ -1,6 +1,7 @@
 """Data: from video files on disk to model-ready clips.
 
 splits.py / metadata_jsonl.py   split files (HMDB51, the Hub copy's JSON lines, UCF101, class folders) -> VideoRecords
+lists.py                        list files (`path LABEL` lines, as MMAction2 writes them) -> VideoRecords
 decode.py                       the video probe, readers, frame counting, streaming, seeking (the only
                                 module that imports a video library)
 sampling.py                     pure frame-index math

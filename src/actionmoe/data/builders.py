@@ -11,9 +11,10 @@ from actionmoe.config import DataConfig
 from actionmoe.data.cache import CacheReport, CacheSpec, ClipCache, create_cache, fill_cache
 from actionmoe.data.dataset import VideoClipDataset
 from actionmoe.data.decode import get_reader
+from actionmoe.data.lists import load_list_splits
 from actionmoe.data.splits import DatasetSplits, SplitOptions, load_splits
 from actionmoe.data.transforms import Preprocessing
-from actionmoe.errors import CacheError, UsageError
+from actionmoe.errors import CacheError, DatasetError, UsageError
 from actionmoe.files import ensure_writable
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,17 @@ def build_split_options(data: DataConfig, on_missing: str | None = None) -> Spli
     )
 
 
-def build_splits(data: DataConfig) -> DatasetSplits:
-    return load_splits(data.dataset, Path(data.root), build_split_options(data))
+def build_splits(data: DataConfig, on_missing: str | None = None) -> DatasetSplits:
+    """The records of ``data``'s split: from list files (``data.dataset = "list"``) or a dataset layout."""
+    if data.dataset == "list":
+        lists = {"train": data.train_list, "val": data.val_list, "test": data.test_list}
+        root = Path(data.root)
+        if not root.is_dir():
+            raise DatasetError(f"dataset root {root} does not exist")
+        return load_list_splits(
+            root, lists, data.classes_file, on_missing or data.on_missing, data.val_fraction, data.seed
+        )
+    return load_splits(data.dataset, Path(data.root), build_split_options(data, on_missing))
 
 
 def build_cache_spec(data: DataConfig) -> CacheSpec:
@@ -71,12 +81,15 @@ def run_cache_build(
         for name in ("manifest.json", "frames.u8", "status.u8", "failures.jsonl"):
             (folder / name).unlink(missing_ok=True)
     options = build_split_options(data, "skip")
-    splits = load_splits(data.dataset, root, options)
+    splits = build_splits(data, "skip")
     wanted = [r.path for r in (*splits.train, *splits.val, *splits.test)]
     if (folder / "manifest.json").exists():
         cache = ClipCache.open(folder, root, spec)
     else:
-        others = [load_splits(data.dataset, root, replace(options, split=n)) for n in (1, 2, 3) if n != data.split]
+        splits_of_layout = () if data.dataset == "list" else (1, 2, 3)  # list files have no official splits
+        others = [
+            load_splits(data.dataset, root, replace(options, split=n)) for n in splits_of_layout if n != data.split
+        ]
         videos = {r.path for s in others for r in (*s.train, *s.val, *s.test)} | set(wanted)
         cache = create_cache(folder, root, spec, sorted(v for v in videos if v.exists()))
     return cache, fill_cache(cache, wanted, workers or os.cpu_count() or 1)
