@@ -194,6 +194,7 @@ class ModelConfig:
     """Backbone, motion module and classification head."""
 
     weights: str = "none"  # none | kinetics400 | path to a .pth / .safetensors state dict
+    init_from: str = ""  # an actionmoe checkpoint (or backbone state dict) a new run starts from (engine/finetune.py)
     layer4_temporal_stride: bool = True  # False keeps T=4 after layer4 (+5% FLOPs, weights still load)
     motion_taps: tuple[Literal["layer2", "layer3", "layer4"], ...] = ("layer4",)  # [] = no motion module
     motion_reduction: int = 8
@@ -270,6 +271,7 @@ class TrainConfig:
     activation_checkpointing: tuple[Literal["layer1", "layer2", "layer3", "layer4"], ...] = ()  # recompute in backward
     compile: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
+    freeze: Literal["none", "backbone", "backbone+motion"] = "none"  # no gradients (nor BN updates) for these
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP
     early_stop_patience: int = 0  # epochs without validation improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:N

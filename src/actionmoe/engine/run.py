@@ -19,9 +19,10 @@ from actionmoe.data.dataset import build_loader
 from actionmoe.data.splits import DatasetSplits
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.distributed import DistContext, differentiable_sum, init_distributed, shutdown_distributed
+from actionmoe.engine.finetune import freeze, initialise_from
 from actionmoe.engine.optim import build_optimizer, build_scheduler
 from actionmoe.engine.trainer import Trainer, TrainState, run_is_finished
-from actionmoe.errors import CheckpointError, DatasetError
+from actionmoe.errors import CheckpointError, DatasetError, WeightsError
 from actionmoe.files import ensure_writable, exclusive_lock, read_jsonl, remove_stale_temporaries, write_jsonl
 from actionmoe.models.recognizer import build_model
 from actionmoe.runtime.checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
@@ -55,6 +56,8 @@ def train_model(config: Config, out: Path | None = None, force: bool = False) ->
         splits = build_splits(config.data)  # a missing dataset fails before the run folder or its lock exist
         if not splits.train:
             raise DatasetError(f"the training set of split {config.data.split} is empty; check data.root")
+        if config.model.init_from and not Path(config.model.init_from).is_file():
+            raise WeightsError(f"model.init_from {config.model.init_from} does not exist")
         if not context.is_main:
             return _train(config, splits, run_dir, force, context)
         ensure_writable(run_dir)
@@ -165,6 +168,7 @@ def build_trainer(
     context = context or DistContext()
     if resume is not None:
         model.load_state_dict(resume.model)
+    frozen = freeze(model, train.freeze)
     model = _wrap(model, train, device, context)
     optimizer = build_optimizer(unwrap_model(model), train)
     scheduler = build_scheduler(optimizer, train, max(1, len(loaders["train"]) // train.accumulate))
@@ -179,6 +183,7 @@ def build_trainer(
         context=context,
         run_dir=run_dir,
         run_meta=run_meta or {},
+        frozen=frozen,
     )
     if resume is None:
         return trainer, TrainState()
@@ -203,6 +208,8 @@ def _run_trainer(
         reduce=differentiable_sum if context.enabled else None,
         checkpoint_stages=config.train.activation_checkpointing,
     )
+    if resume is None and config.model.init_from:  # a new run seeded by another; a resumed one has its own
+        log.info("initialised from %s", initialise_from(model, Path(config.model.init_from), splits.classes))
     return build_trainer(
         model,
         config.train,

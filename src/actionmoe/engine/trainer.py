@@ -63,6 +63,7 @@ class Trainer:
         context: this process's place among the distributed processes.
         run_dir: where checkpoints and metrics.jsonl go.
         run_meta: what every checkpoint records besides the training state (config, classes, preprocessing).
+        frozen: names of model parts whose parameters do not train (``engine.finetune.freeze``).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Trainer:
         context: DistContext,
         run_dir: Path,
         run_meta: dict,
+        frozen: tuple[str, ...] = (),
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -89,6 +91,7 @@ class Trainer:
         self.context = context
         self.run_dir = run_dir
         self.run_meta = run_meta
+        self.frozen = frozen  # model parts without gradients, kept in eval mode (BatchNorm statistics too)
         self.policy = precision_policy(train.precision, device)
         if context.is_main:
             (log.warning if self.policy.warn else log.info)(
@@ -130,6 +133,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
         self._freeze_bn_if_asked()
+        for name in self.frozen:
+            getattr(unwrap_model(self.model), name).eval()
         loader = self.loaders["train"]
         loader.sampler.set_epoch(epoch)
         self.augment_generator.manual_seed(device_augment_seed(self.train_config.seed, epoch))

@@ -10,7 +10,8 @@ To add a model or data key:
 4. Data key the weights depend on (how frames reach the model): add it to ``PREPROCESSING_KEYS``
    and give ``PREPROCESSING_ADDED`` the value earlier checkpoints and ONNX sidecars used.
 5. Train key that changes the optimizer state's layout: compare it in ``check_optimizer_layout``
-   with the value earlier runs had.
+   with the value earlier runs had. A model key that only says how a run starts goes into
+   ``START_ONLY_MODEL_KEYS``.
 6. Test it in ``tests/runtime/test_compat.py``: a saved config without the key restores and
    resumes as before.
 
@@ -38,6 +39,8 @@ MOE_HEAD_KEYS = (
     "gate_init_std", "noise_std_start", "shared_expert", "balance", "balance_weight", "z_loss_weight",
 )  # fmt: skip
 MOTION_MODULE_KEYS = ("motion_reduction", "motion_fusion")
+# Model keys that matter only when a run starts (where its first weights come from): never compared on resume.
+START_ONLY_MODEL_KEYS = ("init_from",)
 
 # The data settings a model's weights depend on: recorded in every checkpoint and export sidecar.
 PREPROCESSING_KEYS = (
@@ -110,7 +113,7 @@ def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path:
             f"dataset has {len(classes)} ({', '.join(classes[:3])}, ...); use another --out or --force"
         )
     trained, wanted = run_model_config(meta), config_to_dict(config)["model"]
-    moot = unused_model_keys(trained) | unused_model_keys(wanted)  # head and motion_taps are always compared
+    moot = unused_model_keys(trained) | unused_model_keys(wanted) | set(START_ONLY_MODEL_KEYS)
     differing = [
         key for key in sorted(set(trained) | set(wanted)) if key not in moot and trained.get(key) != wanted.get(key)
     ]
@@ -127,9 +130,14 @@ def check_compatible(meta: dict, config: Config, classes: tuple[str, ...], path:
 
 
 def check_optimizer_layout(trained: dict, wanted: dict, path: Path) -> None:
-    """The optimizer's kind, and whether the router has groups of its own, decide its state's layout."""
-    trained = {"router_lr_scale": 1.0, **trained}  # runs from before the key existed
-    for key, same in (("optimizer", lambda a, b: a == b), ("router_lr_scale", lambda a, b: (a == 1) == (b == 1))):
+    """The optimizer's kind, the frozen parts and whether the router has groups of its own decide its state's layout."""
+    trained = {"router_lr_scale": 1.0, "freeze": "none", **trained}  # runs from before the keys existed
+    rules = (
+        ("optimizer", lambda a, b: a == b),
+        ("freeze", lambda a, b: a == b),
+        ("router_lr_scale", lambda a, b: (a == 1) == (b == 1)),
+    )
+    for key, same in rules:
         if not same(trained[key], wanted[key]):
             raise CheckpointError(
                 f"{path} was trained with other optimizer settings (train.{key}: {trained[key]} in the run, "
