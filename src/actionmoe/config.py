@@ -272,6 +272,8 @@ class TrainConfig:
     compile: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
     freeze: Literal["none", "backbone", "backbone+motion"] = "none"  # no gradients (nor BN updates) for these
+    class_balance: Literal["none", "weights", "sampler"] = "none"  # weights: inverse-frequency loss weights;
+    # sampler: each epoch draws its clips with probability 1 / (its class's count), seeded by (seed, epoch)
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP
     early_stop_patience: int = 0  # epochs without validation improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:N

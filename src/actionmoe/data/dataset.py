@@ -139,10 +139,23 @@ class EpochSampler(Sampler):
     """Yields (epoch, index) keys; shuffles with (seed, epoch) and shards across ranks like DistributedSampler."""
 
     def __init__(
-        self, num_items: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True
+        self,
+        num_items: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+        weights: Sequence[float] | None = None,
     ) -> None:
-        self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
-        self.rank, self.world_size, self.pad = rank, world_size, pad
+        """``weights`` (one per item): draw each epoch's items with replacement in these proportions."""
+        self.num_items = num_items
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad
+        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.double)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -154,8 +167,10 @@ class EpochSampler(Sampler):
         return len(range(self.rank, self.num_items, self.world_size))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is not None:  # every rank draws the same order and takes its share
+            order = torch.multinomial(self.weights, self.num_items, replacement=True, generator=generator).tolist()
+        elif self.shuffle:
             order = torch.randperm(self.num_items, generator=generator).tolist()
         else:
             order = list(range(self.num_items))
@@ -198,9 +213,13 @@ def build_loader(
     world_size: int = 1,
     pin_memory: bool = False,
     pad: bool = True,
+    weights: Sequence[float] | None = None,
 ) -> SkippingLoader:
-    """Batches of ``batch_size`` (fewer when videos fail); ``pad=False`` for evaluation shards."""
-    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size, pad)
+    """Batches of ``batch_size`` (fewer when videos fail); ``pad=False`` for evaluation shards.
+
+    ``weights`` (one per video): each epoch draws its videos in these proportions (class balance).
+    """
+    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size, pad, weights)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

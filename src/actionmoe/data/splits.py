@@ -100,6 +100,21 @@ def stratified_holdout(
     return kept, held
 
 
+def class_counts(records: Sequence[VideoRecord], num_classes: int) -> list[int]:
+    """Videos per class label, [num_classes]."""
+    counts = [0] * num_classes
+    for record in records:
+        counts[record.label] += 1
+    return counts
+
+
+def inverse_frequency(counts: Sequence[int]) -> list[float]:
+    """Class weights N / (C * n_c): 1 for every class when balanced; 0 for a class without videos."""
+    total = sum(counts)
+    present = sum(1 for count in counts if count)
+    return [total / (present * count) if count else 0.0 for count in counts]
+
+
 def _handle_missing(train, test, on_missing: str):
     missing = tuple(r.path for r in [*train, *test] if not r.path.exists())
     if missing and on_missing == "error":

@@ -16,7 +16,7 @@ from actionmoe import __version__
 from actionmoe.config import Config, TrainConfig, config_to_dict, save_config
 from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
-from actionmoe.data.splits import DatasetSplits
+from actionmoe.data.splits import DatasetSplits, class_counts, inverse_frequency
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.distributed import DistContext, differentiable_sum, init_distributed, shutdown_distributed
 from actionmoe.engine.finetune import freeze, initialise_from
@@ -136,11 +136,12 @@ def _ensure_best(run_dir: Path, last: Checkpoint, finished: bool) -> None:
     meta["best_metric"], meta["best_epoch"] = -1.0, -1
 
 
-def run_metadata(config: Config, classes: tuple[str, ...]) -> dict:
+def run_metadata(config: Config, classes: tuple[str, ...], train_counts: list[int] | None = None) -> dict:
     """What every checkpoint of this run records besides its training state."""
     return {
         "config": config_to_dict(config),
         "classes": list(classes),
+        "train_class_counts": train_counts,
         "preprocessing": preprocessing_record(config.data),
         "dataset": {"name": config.data.dataset, "split": config.data.split},
         "actionmoe": __version__,
@@ -158,6 +159,7 @@ def build_trainer(
     context: DistContext | None = None,
     run_meta: dict | None = None,
     resume: Checkpoint | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[Trainer, TrainState]:
     """A Trainer for ``model`` (not yet wrapped), its optimizer and schedule, and where training stands.
 
@@ -184,6 +186,7 @@ def build_trainer(
         run_dir=run_dir,
         run_meta=run_meta or {},
         frozen=frozen,
+        class_weights=class_weights,
     )
     if resume is None:
         return trainer, TrainState()
@@ -218,9 +221,16 @@ def _run_trainer(
         run_dir,
         device=device,
         context=context,
-        run_meta=run_metadata(config, splits.classes),
+        run_meta=run_metadata(config, splits.classes, class_counts(splits.train, len(splits.classes))),
         resume=resume,
+        class_weights=_loss_weights(config.train, splits),
     )
+
+
+def _loss_weights(train: TrainConfig, splits: DatasetSplits) -> torch.Tensor | None:
+    if train.class_balance != "weights":
+        return None
+    return torch.tensor(inverse_frequency(class_counts(splits.train, len(splits.classes))))
 
 
 def _build_loaders(config: Config, splits: DatasetSplits, context: DistContext, device: torch.device) -> dict:
@@ -234,8 +244,14 @@ def _build_loaders(config: Config, splits: DatasetSplits, context: DistContext, 
         world_size=context.world_size,
         pin_memory=device.type == "cuda",
     )
+    weights = None
+    if train.class_balance == "sampler":  # a video's chance is 1 / (its class's count): classes come evenly
+        counts = class_counts(splits.train, len(splits.classes))
+        weights = [1.0 / counts[record.label] for record in splits.train]
     return {
-        "train": build_loader(build_dataset(data, splits, "train", cache), train.batch_size, True, **common),
+        "train": build_loader(
+            build_dataset(data, splits, "train", cache), train.batch_size, True, weights=weights, **common
+        ),
         "val": build_loader(build_dataset(data, splits, "val", cache), train.batch_size, False, pad=False, **common),
     }
 

@@ -64,6 +64,7 @@ class Trainer:
         run_dir: where checkpoints and metrics.jsonl go.
         run_meta: what every checkpoint records besides the training state (config, classes, preprocessing).
         frozen: names of model parts whose parameters do not train (``engine.finetune.freeze``).
+        class_weights: loss weight per class [classes] (``train.class_balance = "weights"``), or None.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class Trainer:
         run_dir: Path,
         run_meta: dict,
         frozen: tuple[str, ...] = (),
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -92,6 +94,7 @@ class Trainer:
         self.run_dir = run_dir
         self.run_meta = run_meta
         self.frozen = frozen  # model parts without gradients, kept in eval mode (BatchNorm statistics too)
+        self.class_weights = None if class_weights is None else class_weights.float().to(device)  # [classes]
         self.policy = precision_policy(train.precision, device)
         if context.is_main:
             (log.warning if self.policy.warn else log.info)(
@@ -206,7 +209,12 @@ class Trainer:
         with sync:
             with autocast(self.device, self.precision):
                 out = self._forward(clip)
-                task = F.cross_entropy(out.logits.float(), labels, label_smoothing=self.train_config.label_smoothing)
+                task = F.cross_entropy(
+                    out.logits.float(),
+                    labels,
+                    weight=self.class_weights,
+                    label_smoothing=self.train_config.label_smoothing,
+                )
                 loss = task + out.aux_loss
             if not self.scaler.is_enabled():  # under fp16 an overflow is the GradScaler's to skip, not an error
                 self._check_finite(loss, step)

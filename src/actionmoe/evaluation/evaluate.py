@@ -137,6 +137,10 @@ def summarize(
 ) -> tuple[dict, np.ndarray]:
     video_scores = aggregate_views(predictions.view_probs)  # [N, C]
     video = classification_metrics(video_scores, predictions.labels, list(restored.classes))
+    counts = restored.meta.get("train_class_counts")  # runs since 2026-12-02 record them
+    if isinstance(counts, list) and len(counts) == len(restored.classes):
+        for name, count in zip(restored.classes, counts):
+            video["per_class"][name]["train_videos"] = count
     matrix = video.pop("confusion")
     num_views = predictions.view_probs.shape[1]
     clip_scores = predictions.view_probs.reshape(-1, predictions.view_probs.shape[2])

@@ -196,15 +196,7 @@ def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str], plots
         *_training_lines(metrics["checkpoint"], plots),
         *_accuracy_lines(metrics, plots),
         *_timing_lines(metrics["inference"]),
-        "",
-        "## Per class",
-        "",
-        "| class | precision | recall | F1 | videos |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-        for name, v in metrics["video_level"]["per_class"].items()
+        *_per_class_lines(metrics["video_level"]["per_class"]),
     ]
     lines += ["", "## Most frequent confusions", "", "| true | predicted | videos |", "|---|---|---|"]
     lines += [f"| {classes[t]} | {classes[p]} | {n} |" for t, p, n in top_confusions(matrix, 10)]
@@ -256,6 +248,22 @@ def _accuracy_lines(metrics: dict, plots: set[str]) -> list[str]:
         lines += ["", "![confusion matrix, each row sums to 1](confusion_matrix.png)"]
     if "per_class_accuracy.png" in plots:
         lines += ["", "![accuracy per class](per_class_accuracy.png)"]
+    return lines
+
+
+def _per_class_lines(per_class: dict) -> list[str]:
+    """Precision, recall, F1 and test videos per class, and the training videos when the run recorded them."""
+    counted = all("train_videos" in values for values in per_class.values())
+    lines = [
+        "",
+        "## Per class",
+        "",
+        "| class | precision | recall | F1 | test videos |" + (" training videos |" if counted else ""),
+        "|---|---|---|---|---|" + ("---|" if counted else ""),
+    ]
+    for name, v in per_class.items():
+        train = f" {v['train_videos']} |" if counted else ""
+        lines.append(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |{train}")
     return lines
 
 
