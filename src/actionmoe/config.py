@@ -272,6 +272,7 @@ class TrainConfig:
     compile: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
     freeze: Literal["none", "backbone", "backbone+motion"] = "none"  # no gradients (nor BN updates) for these
+    ema_decay: float = 0.0  # > 0: validate and keep as best an exponential moving average of the weights
     class_balance: Literal["none", "weights", "sampler"] = "none"  # weights: inverse-frequency loss weights;
     # sampler: each epoch draws its clips with probability 1 / (its class's count), seeded by (seed, epoch)
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP
@@ -293,7 +294,7 @@ class TrainConfig:
             "early_stop_patience",
         ):
             _require(getattr(self, key) >= 0, f"train.{key}", "must be 0 or more")
-        for key in ("momentum", "label_smoothing"):
+        for key in ("momentum", "label_smoothing", "ema_decay"):
             _require(0 <= getattr(self, key) < 1, f"train.{key}", "must be in [0, 1)")
         _require(0 < self.plateau_factor < 1, "train.plateau_factor", "must be between 0 and 1 (exclusive)")
         _require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")

@@ -200,3 +200,28 @@ def test_tensorboard_accumulation_and_device_side_augmentation(dataset_root, tmp
     logged = epochs_logged(tmp_path / "run")[0]
     assert events.Scalars("loss")[0].value == pytest.approx(logged["loss"], rel=1e-6)
     assert len(epochs_logged(tmp_path / "run")) == 1
+
+
+@pytest.mark.slow
+def test_model_ema_validates_the_average_and_resumes_to_identical_tensors(dataset_root, tmp_path):
+    """train.ema_decay: the best checkpoint holds the EMA weights; a resumed run continues the same average."""
+    # plateau: the learning rate of epoch 1 does not depend on how many epochs the run has
+    common = ["train.batch_size=2", "data.num_workers=0", "train.ema_decay=0.9", "train.scheduler=plateau"]
+    straight = run_cli(cli_args(dataset_root, tmp_path / "straight", "train.epochs=2", *common))
+    assert straight.wait(timeout=600) == 0, straight.stdout.read()
+    first = run_cli(cli_args(dataset_root, tmp_path / "resumed", "train.epochs=1", *common))
+    assert first.wait(timeout=600) == 0, first.stdout.read()
+    second = run_cli(cli_args(dataset_root, tmp_path / "resumed", "train.epochs=2", *common))
+    assert second.wait(timeout=600) == 0, second.stdout.read()
+    expected = load_checkpoint(tmp_path / "straight" / "last.safetensors", training_state=True)
+    actual = load_checkpoint(tmp_path / "resumed" / "last.safetensors", training_state=True)
+    assert expected.ema and expected.ema.keys() == actual.ema.keys()
+    assert all(torch.equal(expected.ema[k], actual.ema[k]) for k in expected.ema)
+    assert all(torch.equal(expected.model[k], actual.model[k]) for k in expected.model)
+    averaged = {k.removeprefix("module."): v for k, v in expected.ema.items() if k.startswith("module.")}
+    raw = expected.model
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())  # an average
+    best = load_checkpoint(tmp_path / "straight" / "best.safetensors")
+    assert best.meta.get("ema") is True  # the best checkpoint says it holds the EMA weights
+    averaged_best = load_checkpoint(tmp_path / "straight" / "best.safetensors").model
+    assert averaged_best.keys() == raw.keys()

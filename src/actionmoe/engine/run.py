@@ -195,6 +195,10 @@ def build_trainer(
     restore_rng(resume.rng)
     if "grad_scaler" in resume.meta and trainer.scaler.is_enabled():
         trainer.scaler.load_state_dict(resume.meta["grad_scaler"])
+    if trainer.ema is not None and resume.ema:
+        trainer.ema.load_state_dict(resume.ema)
+    elif trainer.ema is not None:
+        log.info("the run had no weight average (train.ema_decay was 0): it starts from the resumed weights")
     meta = resume.meta
     return trainer, TrainState(meta["epoch"], meta["best_metric"], meta["best_epoch"], meta["stopped_early"])
 

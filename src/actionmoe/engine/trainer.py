@@ -95,6 +95,7 @@ class Trainer:
         self.run_meta = run_meta
         self.frozen = frozen  # model parts without gradients, kept in eval mode (BatchNorm statistics too)
         self.class_weights = None if class_weights is None else class_weights.float().to(device)  # [classes]
+        self.ema = averaged_model(unwrap_model(model), train.ema_decay)  # None when train.ema_decay = 0
         self.policy = precision_policy(train.precision, device)
         if context.is_main:
             (log.warning if self.policy.warn else log.info)(
@@ -264,9 +265,12 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale
+        if self.ema is not None and not skipped:
+            self.ema.update_parameters(unwrap_model(self.model))
         if self.train_config.scheduler == "cosine":  # per step; plateau steps per epoch on validation
             self.scheduler.step()
-        return self.scaler.is_enabled() and self.scaler.get_scale() < scale
+        return skipped
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict:
@@ -275,7 +279,7 @@ class Trainer:
         Runs the unwrapped model: ranks hold different numbers of evaluation batches, so no
         collective may happen inside the loop; the sums are reduced once at the end.
         """
-        model = unwrap_model(self.model)
+        model = self.ema.module if self.ema is not None else unwrap_model(self.model)  # EMA: validate the average
         model.eval()
         meter = Meter()
         batches = tqdm(
@@ -305,9 +309,11 @@ class Trainer:
         meta = {**self.run_meta, **self.state_meta(state), "scheduler": self.scheduler.state_dict()}
         if self.scaler.is_enabled():
             meta["grad_scaler"] = self.scaler.state_dict()
-        if improved:
-            save_checkpoint(self.run_dir / "best.safetensors", Checkpoint(model_state, meta))
-        full = Checkpoint(model_state, meta, self.optimizer.state_dict(), rng_state())
+        if improved:  # the weights validation saw: the average when there is one
+            best = self.ema.module.state_dict() if self.ema is not None else model_state
+            save_checkpoint(self.run_dir / "best.safetensors", Checkpoint(best, {**meta, "ema": self.ema is not None}))
+        ema = self.ema.state_dict() if self.ema is not None else {}
+        full = Checkpoint(model_state, meta, self.optimizer.state_dict(), rng_state(), ema=ema)
         save_checkpoint(self.run_dir / "last.safetensors", full)
 
     def state_meta(self, state: TrainState) -> dict:
@@ -341,6 +347,15 @@ class Trainer:
             row["clips_per_s"],
             "" if not seconds_left else f"; about {duration_text(seconds_left)} left",
         )
+
+
+def averaged_model(model: nn.Module, decay: float):
+    """An exponential moving average of ``model``'s weights and buffers (torch.optim.swa_utils), or None at 0."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def duration_text(seconds: float) -> str:

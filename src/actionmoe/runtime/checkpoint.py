@@ -1,6 +1,7 @@
 """Self-describing checkpoints: safetensors tensors + JSON metadata, written atomically.
 
-A checkpoint file holds ``model.*`` tensors, and for training state also ``optim.*`` and ``rng.*``
+A checkpoint file holds ``model.*`` tensors, and for training state also ``optim.*``, ``rng.*`` and
+(with ``train.ema_decay``) ``ema.*``
 tensors. The metadata (``actionmoe`` key) holds the format version, epoch, best metric, the
 resolved config, the class names, the preprocessing, and the JSON part of optimiser and
 scheduler state. Loading never unpickles anything, so a checkpoint from an untrusted source
@@ -33,6 +34,7 @@ class Checkpoint:
     optimizer: dict | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     sha256: str = ""  # of the file it was read from
+    ema: dict[str, torch.Tensor] = field(default_factory=dict)  # the averaged model's state (train.ema_decay)
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -45,6 +47,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(checkpoint.optimizer)
         tensors.update(optim_tensors)
     tensors.update({f"rng.{k}": _plain(v) for k, v in checkpoint.rng.items()})
+    tensors.update({f"ema.{k}": _plain(v) for k, v in checkpoint.ema.items()})
     metadata = {"actionmoe": json.dumps(meta)}
     # serialised in memory and written by our own atomic writer: safetensors' save_file stages its
     # own ``.tmpXXXXXX`` file that a kill would leave behind for good
@@ -66,7 +69,7 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
         open(path, "rb").close()
     except PermissionError as exc:
         raise CheckpointError(f"cannot read {path} ({exc.strerror}); check its permissions") from exc
-    wanted = ("model.", "optim.", "rng.") if training_state else ("model.",)
+    wanted = ("model.", "optim.", "rng.", "ema.") if training_state else ("model.",)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -82,7 +85,15 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
     optimizer = (
         _unflatten_optimizer(groups["optim"], meta["optimizer"]) if training_state and "optimizer" in meta else None
     )
-    return Checkpoint(groups["model"], meta, optimizer, groups["rng"] if training_state else {}, digest)
+    training = training_state
+    return Checkpoint(
+        groups["model"],
+        meta,
+        optimizer,
+        groups["rng"] if training else {},
+        digest,
+        groups.get("ema", {}) if training else {},
+    )
 
 
 def _parse_meta(path: Path, metadata: dict[str, str]) -> dict:
