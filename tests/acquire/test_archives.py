@@ -14,7 +14,7 @@ import rars
 from actionmoe.acquire import archives
 from actionmoe.acquire.archives import extract_archive, extract_nested_rar
 from actionmoe.errors import ArchiveError, UnsafeArchiveError
-from tests.helpers import one_line, run
+from tests.helpers import extract_argv, one_line, run
 
 TRICKY_NAMES = [
     "Pirates of the Caribbean (1)!_walk_f_cm_np1_ba_med_0.avi",
@@ -258,15 +258,7 @@ def test_an_archive_larger_than_the_byte_budget_is_refused(capsys, tiny_archives
     root = tmp_path / "hmdb51"
     code, _, err = run(
         capsys,
-        "data",
-        "download",
-        "hmdb51",
-        "--root",
-        root,
-        "--archives",
-        tiny_archives,
-        "--checksums",
-        tiny_archives / "checksums.md5",
+        *extract_argv(root, tiny_archives),
         "--set",
         "download.max_extract_gb=0.000001",
     )

@@ -10,7 +10,7 @@ import rars
 from actionmoe.acquire.download import RetryPolicy, download_file
 from actionmoe.data.splits import builtin_hmdb51_split_dir
 from actionmoe.errors import DownloadError
-from tests.helpers import md5, one_line, run
+from tests.helpers import extract_argv, md5, one_line, run
 
 FAST = RetryPolicy(retries=2, backoff_s=0.01, timeout_s=5)
 BODY = bytes(range(256)) * 4000  # ~1 MB
@@ -278,14 +278,6 @@ def test_empty_videos_and_splits_folders_are_not_a_complete_dataset(capsys, tiny
     (root / "splits").mkdir()
     code, out, err = run(
         capsys,
-        "data",
-        "download",
-        "hmdb51",
-        "--root",
-        root,
-        "--archives",
-        tiny_archives,
-        "--checksums",
-        tiny_archives / "checksums.md5",
+        *extract_argv(root, tiny_archives),
     )
     assert code == 0 and "extracted 3 classes" in out, err

@@ -188,10 +188,13 @@ def build_trainer(
         frozen=frozen,
         class_weights=class_weights,
     )
-    if resume is None:
-        return trainer, TrainState()
-    optimizer.load_state_dict(resume.optimizer)
-    scheduler.load_state_dict(resume.meta["scheduler"])
+    return trainer, TrainState() if resume is None else _continue_from(trainer, resume)
+
+
+def _continue_from(trainer: Trainer, resume: Checkpoint) -> TrainState:
+    """Optimizer, schedule, RNG, loss scale and weight average as the checkpoint left them; where training stands."""
+    trainer.optimizer.load_state_dict(resume.optimizer)
+    trainer.scheduler.load_state_dict(resume.meta["scheduler"])
     restore_rng(resume.rng)
     if "grad_scaler" in resume.meta and trainer.scaler.is_enabled():
         trainer.scaler.load_state_dict(resume.meta["grad_scaler"])
@@ -200,7 +203,7 @@ def build_trainer(
     elif trainer.ema is not None:
         log.info("the run had no weight average (train.ema_decay was 0): it starts from the resumed weights")
     meta = resume.meta
-    return trainer, TrainState(meta["epoch"], meta["best_metric"], meta["best_epoch"], meta["stopped_early"])
+    return TrainState(meta["epoch"], meta["best_metric"], meta["best_epoch"], meta["stopped_early"])
 
 
 def _run_trainer(
