@@ -51,7 +51,10 @@ def run_training(config: Config, out: Path | None = None, force: bool = False) -
         return TrainingOutcome(result.run_dir, result.trained, result.message, None)
     evaluation = result.run_dir / "evaluation"
     if result.trained or not evaluation_is_complete(evaluation):
-        options = EvaluationOptions(device=config.train.device, num_workers=config.data.num_workers)
+        # the dataset this call trained on: a resumed run's best checkpoint may record where it used to be
+        options = EvaluationOptions(
+            root=config.data.root, device=config.train.device, num_workers=config.data.num_workers
+        )
         metrics = evaluate_into(result.run_dir / "best.safetensors", evaluation, options)
     else:
         metrics = json.loads((evaluation / "metrics.json").read_text())
