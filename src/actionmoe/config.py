@@ -109,6 +109,9 @@ class DataConfig:
     presample_frames: int = 32  # frames kept per video (uniformly) before clip sampling; 0 = all
     train_sampling: Literal["random", "uniform"] = "random"  # random: one random frame per segment
     flip: bool = True
+    crop_scale: tuple[float, ...] = ()  # [min, max] area fraction: scale-jittered random resized crops; [] = plain
+    augment: Literal["none", "randaugment", "trivialaugment"] = "none"  # one draw per clip, all its frames alike
+    augment_magnitude: int = 9  # RandAugment's magnitude, 0-30 (TrivialAugment draws its own)
     test_clips: int = 1
     test_crops: Literal[1, 3] = 1  # 1 (centre) or 3 (start, centre, end)
     decoder: Literal["auto", "opencv", "pyav", "torchcodec"] = "auto"
@@ -158,6 +161,12 @@ class DataConfig:
             f"ask for {self.video_bytes() / 2**30:.1f} GiB per video; at most {MAX_VIDEO_BYTES / 2**30:.0f} GiB",
         )
         _require(self.num_workers >= 0, "data.num_workers", "must be 0 or more")
+        _require(
+            not self.crop_scale or (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1),
+            "data.crop_scale",
+            "must be [] (plain crops) or [min, max] with 0 < min <= max <= 1",
+        )
+        _require(0 <= self.augment_magnitude <= 30, "data.augment_magnitude", "must be between 0 and 30")
         _require(min(self.std) > 0, "data.std", "must be three positive numbers")
         _require(self.cache != "" and self.root != "", "data.cache / data.root", "must not be empty")
 
@@ -272,6 +281,8 @@ class TrainConfig:
     compile: bool = False
     freeze_bn: bool = False  # BatchNorm in eval mode (small batches; exact DDP equivalence on CPU)
     freeze: Literal["none", "backbone", "backbone+motion"] = "none"  # no gradients (nor BN updates) for these
+    mixup_alpha: float = 0.0  # > 0: MixUp with lambda ~ Beta(alpha, alpha); with cutmix_alpha, one of the two per batch
+    cutmix_alpha: float = 0.0  # > 0: CutMix (a box of another clip pasted into every frame)
     ema_decay: float = 0.0  # > 0: validate and keep as best an exponential moving average of the weights
     class_balance: Literal["none", "weights", "sampler"] = "none"  # weights: inverse-frequency loss weights;
     # sampler: each epoch draws its clips with probability 1 / (its class's count), seeded by (seed, epoch)
@@ -292,6 +303,8 @@ class TrainConfig:
             "plateau_patience",
             "warmup_epochs",
             "early_stop_patience",
+            "mixup_alpha",
+            "cutmix_alpha",
         ):
             _require(getattr(self, key) >= 0, f"train.{key}", "must be 0 or more")
         for key in ("momentum", "label_smoothing", "ema_decay"):
@@ -314,6 +327,13 @@ class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            not (self.train.freeze == "backbone+motion" and not self.model.motion_taps),
+            "train.freeze",
+            "is backbone+motion but model.motion_taps = [] builds no motion module; use train.freeze=backbone",
+        )
 
 
 def builtin_config_names() -> list[str]:

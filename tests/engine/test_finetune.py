@@ -80,5 +80,14 @@ def test_bad_starting_points_are_one_line(trained_run, two_new_classes, tmp_path
         capsys, *finetune_args(two_new_classes, trained_run / "best.safetensors", tmp_path / "r3", "train.freeze=all")
     )
     assert code == 2 and one_line(err) and "train.freeze" in err
+    for bad, key in (
+        (["train.freeze=backbone+motion", "model.motion_taps=[]"], "train.freeze"),
+        (["train.mixup_alpha=-0.2"], "train.mixup_alpha"),
+        (["train.cutmix_alpha=-1"], "train.cutmix_alpha"),
+    ):
+        out = tmp_path / f"bad_{key}"
+        code, _, err = run(capsys, *finetune_args(two_new_classes, trained_run / "best.safetensors", out, *bad))
+        assert code == 2 and one_line(err) and key in err, err
+        assert not out.exists()  # nothing written
     with pytest.raises(WeightsError):
         initialise_from(build_model(load_config("demo", TINY).model, 2), tmp_path / "nothing.pt", ("a", "b"))

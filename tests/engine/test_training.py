@@ -56,9 +56,22 @@ def run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     )
 
 
+# Every random augmentation of the recipe at once, the device-side crops and the weight average.
+RECIPE = [
+    "data.augment=randaugment",
+    "data.crop_scale=[0.4,1.0]",
+    "data.augment_on_device=true",
+    "train.mixup_alpha=0.8",
+    "train.cutmix_alpha=1.0",
+    "train.label_smoothing=0.1",
+    "train.ema_decay=0.9",
+]
+
+
 @pytest.mark.slow
-def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path):
-    common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1"]
+@pytest.mark.parametrize("recipe", [[], RECIPE], ids=["plain", "augmentations+ema"])
+def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path, recipe):
+    common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1", *recipe]
     reference = run_cli(cli_args(dataset_root, tmp_path / "straight", *common))
     assert reference.wait(timeout=600) == 0, reference.stdout.read()
 
@@ -78,6 +91,10 @@ def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_p
     expected, actual = model_state(tmp_path / "straight"), model_state(tmp_path / "killed")
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    straight = load_checkpoint(tmp_path / "straight" / "last.safetensors", training_state=True)
+    killed = load_checkpoint(tmp_path / "killed" / "last.safetensors", training_state=True)
+    assert straight.ema.keys() == killed.ema.keys() and bool(straight.ema) == bool(recipe)
+    assert all(torch.equal(straight.ema[k], killed.ema[k]) for k in straight.ema)
 
 
 @pytest.mark.slow

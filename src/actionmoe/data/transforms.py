@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from actionmoe.config import KINETICS_MEAN, KINETICS_STD, DataConfig
+from actionmoe.data.augment import augment_clip, device_resized_crops, resized_crop, resized_crop_boxes
 from actionmoe.data.sampling import multi_clip_indices, segment_random_indices, uniform_indices
 
 
@@ -59,17 +60,29 @@ def normalize_clip(
 
 
 def device_augment(
-    batch: torch.Tensor, crop_size: int, flip: bool, generator: torch.Generator | None = None
+    batch: torch.Tensor,
+    crop_size: int,
+    flip: bool,
+    generator: torch.Generator | None = None,
+    crop_scale: tuple[float, ...] = (),
 ) -> torch.Tensor:
     """Random crop (and flip) per clip of a uint8 batch on its own device; [B, T, H, W, C] -> [B, T, s, s, C].
 
-    For ``augment_on_device``: loader workers then only decode, and the GPU does the rest.
+    For ``augment_on_device``: loader workers then only decode, and the device does the rest. With
+    ``crop_scale`` the crops are random resized crops (one ``roi_align`` for the batch) and come out
+    float in the 0-255 range; without, plain ``crop_size`` crops stay uint8.
     """
     batch_size, _, height, width, _ = batch.shape
+    no_flips = torch.zeros(batch_size, dtype=torch.bool)
+    if crop_scale:
+        boxes = resized_crop_boxes(torch.rand(batch_size, 4, generator=generator), height, width, crop_scale)
+        mirror = torch.rand(batch_size, generator=generator) < 0.5 if flip else no_flips
+        crops = device_resized_crops(batch, boxes, crop_size)  # [B, T, s, s, C]
+        return torch.where(mirror.to(batch.device).view(-1, 1, 1, 1, 1), crops.flip(3), crops)
     _check_crop(height, width, crop_size)
     tops = torch.randint(0, height - crop_size + 1, (batch_size,), generator=generator)
     lefts = torch.randint(0, width - crop_size + 1, (batch_size,), generator=generator)
-    flips = torch.rand(batch_size, generator=generator) < 0.5 if flip else torch.zeros(batch_size, dtype=torch.bool)
+    flips = torch.rand(batch_size, generator=generator) < 0.5 if flip else no_flips
     crops = []
     for clip, top, left, mirror in zip(batch, tops.tolist(), lefts.tolist(), flips.tolist()):
         view = clip[:, top : top + crop_size, left : left + crop_size]
@@ -106,6 +119,9 @@ class Preprocessing:
     std: tuple[float, ...] = KINETICS_STD
     normalize_on_device: bool = False
     augment_on_device: bool = False  # implies normalisation on the device
+    crop_scale: tuple[float, ...] = ()  # (min, max) area fraction: random resized crops; () = plain crops
+    augment: str = "none"  # clip policy in training: none | randaugment | trivialaugment
+    augment_magnitude: int = 9  # RandAugment's magnitude (0-30)
 
     @classmethod
     def from_config(cls, data: DataConfig) -> Preprocessing:
@@ -123,6 +139,9 @@ class Preprocessing:
             std=tuple(data.std),
             normalize_on_device=data.normalize_on_device,
             augment_on_device=data.augment_on_device,
+            crop_scale=tuple(data.crop_scale),
+            augment=data.augment,
+            augment_magnitude=data.augment_magnitude,
         )
 
     @property
@@ -139,9 +158,9 @@ class Preprocessing:
 
     def worker(self, views: np.ndarray, train: bool, rng: np.random.Generator) -> torch.Tensor:
         """uint8 views [V, T, H, W, C] -> one item of a loader batch (shapes in the class docstring)."""
-        if train and self.augment_on_device:
-            return torch.from_numpy(np.ascontiguousarray(views[0]))
-        clip = self._train_crop(views[0], rng) if train else self._test_crops(views)
+        if train and self.augment_on_device:  # the clip policy here, crops and flips on the device
+            return torch.from_numpy(np.ascontiguousarray(self._clip_policy(views[0], rng)))
+        clip = self._train_clip(views[0], rng) if train else self._test_crops(views)
         tensor = torch.from_numpy(np.ascontiguousarray(clip))
         return tensor if self.device_normalizes else normalize_clip(tensor, self.mean, self.std)
 
@@ -151,15 +170,27 @@ class Preprocessing:
         """A loader batch -> float model input on ``device``; ``generator`` drives device-side augmentation."""
         batch = batch.to(device, non_blocking=True)
         if train and self.augment_on_device:
-            batch = device_augment(batch, self.crop_size, self.flip, generator)
+            batch = device_augment(batch, self.crop_size, self.flip, generator, self.crop_scale)
         if self.device_normalizes:
             batch = normalize_clip(batch, self.mean, self.std)
         return batch
 
-    def _train_crop(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        top, left = random_crop_box(clip.shape[1], clip.shape[2], self.crop_size, rng)
-        clip = crop(clip, top, left, self.crop_size)  # [T, s, s, C]
-        return clip[:, :, ::-1] if self.flip and rng.random() < 0.5 else clip
+    def _train_clip(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 [T, H, W, C] -> [T, s, s, C]: a random (resized) crop, a flip, the clip policy."""
+        height, width = clip.shape[1:3]
+        if self.crop_scale:
+            box = resized_crop_boxes(torch.from_numpy(rng.random((1, 4))), height, width, self.crop_scale)[0]
+            clip = resized_crop(clip, box, self.crop_size)
+        else:
+            top, left = random_crop_box(height, width, self.crop_size, rng)
+            clip = crop(clip, top, left, self.crop_size)  # [T, s, s, C]
+        clip = clip[:, :, ::-1] if self.flip and rng.random() < 0.5 else clip
+        return self._clip_policy(clip, rng)
+
+    def _clip_policy(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.augment == "none":
+            return clip
+        return augment_clip(clip, self.augment, self.augment_magnitude, int(rng.integers(2**63)))
 
     def _test_crops(self, views: np.ndarray) -> np.ndarray:
         height, width = views.shape[-3:-1]

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from actionmoe.config import TrainConfig
+from actionmoe.data.augment import mix_batch
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.distributed import DistContext, all_reduce_sum, broadcast_flag
 from actionmoe.engine.metrics import Meter
@@ -48,6 +49,11 @@ def run_is_finished(epoch: int, stopped_early: bool, epochs: int) -> bool:
 def device_augment_seed(seed: int, epoch: int) -> int:
     """Seed of the device-side crop/flip generator for one epoch of a run seeded with ``seed``."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def mixing_rng(seed: int, epoch: int, rank: int) -> np.random.Generator:
+    """MixUp/CutMix draws of one epoch on one rank: a resumed epoch draws them again exactly."""
+    return np.random.default_rng([seed, epoch, rank, 1])
 
 
 class Trainer:
@@ -105,6 +111,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.policy.uses_scaler)
         self.compile_checked = not hasattr(model, "_orig_mod")  # a compiled model is checked at its first step
         self.augment_generator = torch.Generator()
+        self.mixing = train.mixup_alpha > 0 or train.cutmix_alpha > 0
+        self.mix_rng = mixing_rng(train.seed, 0, context.rank)
         self.tensorboard = tensorboard_writer(run_dir / "tensorboard") if context.is_main else None
 
     def fit(self, state: TrainState) -> TrainState:
@@ -142,6 +150,7 @@ class Trainer:
         loader = self.loaders["train"]
         loader.sampler.set_epoch(epoch)
         self.augment_generator.manual_seed(device_augment_seed(self.train_config.seed, epoch))
+        self.mix_rng = mixing_rng(self.train_config.seed, epoch, self.context.rank)
         meter = Meter()
         started = time.perf_counter()
         batches = tqdm(
@@ -202,17 +211,22 @@ class Trainer:
     def train_step(self, batch: dict, step: int, steps: int, meter: Meter) -> None:
         """One forward/backward (and, every ``accumulate`` batches, one optimizer step) on a loader batch."""
         clip = self.preprocessing.on_device(batch["clip"], self.device, True, self.augment_generator)
-        clip = as_model_input(clip, self.train_config.channels_last)  # [B, C, T, H, W]
         labels = batch["label"].to(self.device)
+        mixed = None
+        if self.mixing:  # batched, on the device
+            config = self.train_config
+            clip, mixed = mix_batch(clip, labels, config.mixup_alpha, config.cutmix_alpha, self.mix_rng)
+        clip = as_model_input(clip, self.train_config.channels_last)  # [B, C, T, H, W]
         accumulate = self.train_config.accumulate
         boundary = (step + 1) % accumulate == 0 or step + 1 == steps
         sync = self.model.no_sync() if self.context.enabled and not boundary else contextlib.nullcontext()
         with sync:
             with autocast(self.device, self.precision):
                 out = self._forward(clip)
+                target = labels if mixed is None else mixed.soft_targets(out.logits.shape[-1])  # [B] or [B, classes]
                 task = F.cross_entropy(
                     out.logits.float(),
-                    labels,
+                    target,
                     weight=self.class_weights,
                     label_smoothing=self.train_config.label_smoothing,
                 )
