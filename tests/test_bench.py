@@ -35,19 +35,28 @@ def test_bench_model_structure():
 
 
 def test_bench_train_reports_the_end_to_end_ratio(capsys):
-    from actionmoe.bench.train import TrainBenchSetting, format_train_benchmark, run_train_benchmark
+    from actionmoe.bench.train import (
+        PLAIN,
+        SMALL_DATA_RECIPE,
+        TrainBenchSetting,
+        format_train_benchmark,
+        run_train_benchmark,
+    )
     from actionmoe.config import ModelConfig
 
     config = ModelConfig(gate_hidden=16, expert_hidden=32, layer4_temporal_stride=False, motion_taps=("layer4",))
     setting = TrainBenchSetting("cpu", 8, 32, (36, 48), batch=2, workers=1, videos=6, classes=3, steps=2)
-    result = run_train_benchmark(config, "cpu", repeats=1, setting=setting)
-    (row,) = result["rows"]
-    assert row["end_to_end_clips_per_s"] > 0 and row["model_only_clips_per_s"] > 0
-    assert row["ratio"] == row["end_to_end_clips_per_s"] / row["model_only_clips_per_s"]
-    assert 0 <= row["data_wait_share"] < 1 and row["peak_memory_mb_per_clip"] is None
-    assert row["precision"] == "fp32" and row["skipped_videos"] == 0
+    result = run_train_benchmark(config, "cpu", repeats=1, setting=setting, augmentations=(PLAIN, SMALL_DATA_RECIPE))
+    assert [row["augmentation"] for row in result["rows"]] == [PLAIN.name, SMALL_DATA_RECIPE.name]
+    for row in result["rows"]:
+        assert row["end_to_end_clips_per_s"] > 0 and row["model_only_clips_per_s"] > 0
+        assert row["ratio"] == row["end_to_end_clips_per_s"] / row["model_only_clips_per_s"]
+        assert 0 <= row["data_wait_share"] < 1 and row["peak_memory_mb_per_clip"] is None
+        assert row["precision"] == "fp32" and row["skipped_videos"] == 0
+    assert result["augmentations"][1]["mixup_alpha"] == 0.8
     text = format_train_benchmark(result)
     assert "ratio" in text and "not measured (CPU)" in text and result["machine"]["date"] in text
+    assert "RandAugment 9" in text
 
 
 def test_bench_predict_structure(trained_run, dataset_root):

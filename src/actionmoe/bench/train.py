@@ -5,7 +5,10 @@ Trainer's own step (device-side crop/flip/normalise, forward, backward, optimize
 only: the same Trainer step on one batch already resident on the device, so nothing waits for
 data. Both run in the same process on the same model, in alternating blocks, and the best block of
 each is kept; the ratio says how much of the model's speed survives the data pipeline. The
-benchmark writes its own synthetic videos and cache, so it runs anywhere.
+benchmark writes its own synthetic videos and cache, so it runs anywhere. With ``--recipe`` a
+second row measures the small-dataset recipe (RandAugment in the workers, resized crops, MixUp /
+CutMix and the weight average on the device) the same way: its ratio says whether the workers keep
+up, its model-only rate against the first row's what the device-side parts cost a step.
 """
 
 from __future__ import annotations
@@ -57,6 +60,30 @@ class TrainBenchSetting:
         )
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """The training augmentations a row is measured with (``data.augment`` ... ``train.ema_decay``)."""
+
+    name: str
+    augment: str = "none"
+    magnitude: int = 9
+    crop_scale: tuple[float, ...] = ()
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    ema_decay: float = 0.0
+
+
+PLAIN = Augmentation("crop + flip")
+SMALL_DATA_RECIPE = Augmentation(
+    "RandAugment 9, resized crops 0.3-1, MixUp 0.8 / CutMix 1.0, EMA 0.999",
+    augment="randaugment",
+    crop_scale=(0.3, 1.0),
+    mixup_alpha=0.8,
+    cutmix_alpha=1.0,
+    ema_decay=0.999,
+)
+
+
 def default_setting(device: str, videos: int | None, compile_model: bool) -> TrainBenchSetting:
     if device == "cpu":  # the 2-core development machine: small clips, so a block takes seconds
         return TrainBenchSetting(
@@ -97,7 +124,12 @@ def synthetic_cache(folder: Path, setting: TrainBenchSetting) -> tuple[ClipCache
 
 
 def build_bench_trainer(
-    setting: TrainBenchSetting, model_config: ModelConfig, cache: ClipCache, records: list[VideoRecord], run_dir: Path
+    setting: TrainBenchSetting,
+    model_config: ModelConfig,
+    cache: ClipCache,
+    records: list[VideoRecord],
+    run_dir: Path,
+    augmentation: Augmentation = PLAIN,
 ) -> tuple[Trainer, object]:
     device = torch.device(setting.device)
     preprocessing = Preprocessing(
@@ -106,6 +138,9 @@ def build_bench_trainer(
         presample_frames=2 * setting.clip_len,
         crop_size=setting.crop,
         augment_on_device=True,
+        crop_scale=augmentation.crop_scale,
+        augment=augmentation.augment,
+        augment_magnitude=augmentation.magnitude,
     )
     dataset = VideoClipDataset(records, preprocessing, True, "auto", cache, seed=0)
     loader = build_loader(
@@ -118,6 +153,9 @@ def build_bench_trainer(
         compile=setting.compile,
         scheduler="cosine",
         channels_last=True,
+        mixup_alpha=augmentation.mixup_alpha,
+        cutmix_alpha=augmentation.cutmix_alpha,
+        ema_decay=augmentation.ema_decay,
     )
     model_config = replace(model_config, weights="none")  # random weights train exactly as fast
     model = build_model(model_config, setting.classes)
@@ -177,6 +215,7 @@ def measure_training(trainer: Trainer, loader, setting: TrainBenchSetting, repea
     peak = torch.cuda.max_memory_allocated(trainer.device) if trainer.device.type == "cuda" else None
     return {
         "setting": setting.label(),
+        "augmentation": "",
         "end_to_end_clips_per_s": e2e_rate,
         "model_only_clips_per_s": model_rate,
         "ratio": e2e_rate / model_rate,
@@ -194,21 +233,27 @@ def run_train_benchmark(
     repeats: int = 3,
     compile_model: bool = False,
     setting: TrainBenchSetting | None = None,
+    augmentations: tuple[Augmentation, ...] = (PLAIN,),
 ) -> dict:
-    """Measure ``model_config`` (the hmdb51 recipe, from the command line) end to end and alone."""
+    """Measure ``model_config`` (the hmdb51 recipe, from the command line) end to end and alone, per augmentation."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     setting = setting or default_setting(device, videos, compile_model)
-    torch.manual_seed(0)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="actionmoe-bench-train-") as scratch:
         cache, records = synthetic_cache(Path(scratch), setting)
-        trainer, loader = build_bench_trainer(setting, model_config, cache, records, Path(scratch) / "run")
-        row = measure_training(trainer, loader, setting, repeats)
+        for augmentation in augmentations:
+            torch.manual_seed(0)
+            run_dir = Path(scratch) / f"run{len(rows)}"
+            trainer, loader = build_bench_trainer(setting, model_config, cache, records, run_dir, augmentation)
+            rows.append({**measure_training(trainer, loader, setting, repeats), "augmentation": augmentation.name})
+            del trainer, loader  # the workers of one row stop before the next row starts
     return {
         "machine": machine(),
         "setting": asdict(setting),
         "model": asdict(model_config),
+        "augmentations": [asdict(augmentation) for augmentation in augmentations],
         "repeats": repeats,
-        "rows": [row],
+        "rows": rows,
     }
 
 
@@ -229,6 +274,7 @@ def format_train_benchmark(result: dict) -> str:
     ]
     columns = [
         "setting",
+        "augmentation",
         "end_to_end_clips_per_s",
         "model_only_clips_per_s",
         "ratio",

@@ -35,6 +35,11 @@ def add_bench(commands) -> None:
     bench_train.add_argument("--videos", type=int, help="synthetic videos in the cache (default 48 CPU, 256 CUDA)")
     bench_train.add_argument("--repeats", type=int, default=3, help="alternating timed blocks (default 3)")
     bench_train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    bench_train.add_argument(
+        "--recipe",
+        action="store_true",
+        help="a second row with the small-dataset augmentations on (RandAugment, resized crops, MixUp/CutMix, EMA)",
+    )
     bench_train.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_config_args(bench_train, default="hmdb51")
     bench_train.set_defaults(handler=cmd_bench_train)
@@ -65,11 +70,15 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from actionmoe.bench.train import format_train_benchmark, run_train_benchmark
+    from actionmoe.bench.train import PLAIN, SMALL_DATA_RECIPE, format_train_benchmark, run_train_benchmark
 
     if args.videos is not None and args.videos < 1 or args.repeats < 1:
         raise UsageError("--videos and --repeats must be at least 1")
-    result = run_train_benchmark(resolve_config(args).model, args.device, args.videos, args.repeats, args.compile)
+    augmentations = (PLAIN, SMALL_DATA_RECIPE) if args.recipe else (PLAIN,)
+    config = resolve_config(args)
+    result = run_train_benchmark(
+        config.model, args.device, args.videos, args.repeats, args.compile, augmentations=augmentations
+    )
     print_result(result, args.json, format_train_benchmark(result))
     return 0
 
