@@ -105,7 +105,29 @@ def test_runs_evaluated_before_a_routing_figure_existed_show_it_as_na():
     assert summary["variants"]["old"]["routing"]["router_input_share"] is None
     assert summary["variants"]["mixed"]["routing"]["router_input_share"]["values"] == [0.3]
     rows = ablation_markdown(summary).splitlines()
-    assert rows[-2].endswith("| n/a |") and rows[-1].endswith("| 0.30 ± 0.00 |")
+    assert next(r for r in rows if r.startswith("| old |")).endswith("| n/a |")
+    assert next(r for r in rows if r.startswith("| mixed |")).endswith("| 0.30 ± 0.00 |")
+
+
+def test_each_variant_is_compared_with_the_first_as_far_as_its_seeds_allow():
+    from actionmoe.ablation import ablation_markdown, summarize_ablation
+
+    def run(seed: int, top1: float) -> dict:
+        return {"seed": seed, "top1": top1, "mean_class_accuracy": top1, "clips_per_s": 3.0, "parameters": 10}
+
+    runs = {
+        "default": [run(s, v) for s, v in enumerate([0.50, 0.52, 0.54])],
+        "recipe": [run(s, v) for s, v in enumerate([0.60, 0.62, 0.64])],
+    }
+    runs = {name: [{**r, "routing": None} for r in results] for name, results in runs.items()}
+    summary = summarize_ablation(runs, {"default": [], "recipe": []}, "tiny", 3)
+    assert summary["variants"]["default"]["against_first"] is None
+    top1 = summary["variants"]["recipe"]["against_first"]["top1"]
+    assert top1["difference"] == pytest.approx(0.10)
+    assert top1["permutation_p"] == pytest.approx(0.10) == top1["smallest_possible_p"]  # as low as 3 vs 3 goes
+    assert top1["pooled_std"] == pytest.approx(0.02)
+    assert top1["detectable_difference"] == pytest.approx(0.0607, abs=1e-3)
+    assert "| recipe | +0.100 | 0.10 (0.10) | 0.020 | 0.061 |" in ablation_markdown(summary)
 
 
 def test_overrides_shared_by_every_variant_are_named_in_the_summary():
