@@ -286,6 +286,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: validate and keep as best an exponential moving average of the weights
     class_balance: Literal["none", "weights", "sampler"] = "none"  # weights: inverse-frequency loss weights;
     # sampler: each epoch draws its clips with probability 1 / (its class's count), seeded by (seed, epoch)
+    trackers: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = ()  # any subset; see engine/trackers.py
     sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP
     early_stop_patience: int = 0  # epochs without validation improvement; 0 = off
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -20,6 +20,7 @@ from actionmoe.data.builders import build_splits, run_cache_build
 from actionmoe.data.splits import summarize
 from actionmoe.engine.distributed import is_main_process
 from actionmoe.engine.run import train_model
+from actionmoe.engine.trackers import open_trackers
 from actionmoe.errors import DatasetError
 from actionmoe.evaluation.evaluate import EvaluationOptions
 from actionmoe.evaluation.reports import evaluate_into, evaluation_is_complete
@@ -56,9 +57,23 @@ def run_training(config: Config, out: Path | None = None, force: bool = False) -
             root=config.data.root, device=config.train.device, num_workers=config.data.num_workers
         )
         metrics = evaluate_into(result.run_dir / "best.safetensors", evaluation, options)
+        track_test(config.train.trackers, result.run_dir, metrics, evaluation)
     else:
         metrics = json.loads((evaluation / "metrics.json").read_text())
     return TrainingOutcome(result.run_dir, result.trained, result.message, metrics)
+
+
+def track_test(trackers: tuple[str, ...], run_dir: Path, metrics: dict, evaluation: Path) -> None:
+    """The test figures (``test/*``, at the best checkpoint's epoch) and the report's files, to the run's trackers."""
+    if not trackers:
+        return
+    video = metrics["video_level"]
+    figures = {f"test/{key}": video[key] for key in ("top1", "top5", "mean_class_accuracy") if key in video}
+    figures["test/clip_top1"] = metrics["clip_level"]["top1"]
+    with open_trackers(trackers, run_dir) as opened:
+        opened.log_metrics(figures, metrics["checkpoint"].get("epoch") or 0)
+        for path in sorted(evaluation.glob("*.png")) + [evaluation / "report.md", evaluation / "metrics.json"]:
+            opened.log_artifact(path)
 
 
 @dataclass(frozen=True)

@@ -196,10 +196,7 @@ def test_no_decodable_training_clip(dataset_root, tmp_path, capsys):
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
-def test_tensorboard_accumulation_and_device_side_augmentation(dataset_root, tmp_path):
-    """The event files TensorBoard itself reads back (the ``tensorboard`` extra, installed by CI)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+def test_device_side_augmentation_with_accumulation_trains(dataset_root, tmp_path):
     config = tiny_config(
         dataset_root,
         "train.epochs=1",
@@ -209,13 +206,6 @@ def test_tensorboard_accumulation_and_device_side_augmentation(dataset_root, tmp
         "data.flip=true",
     )
     run_training(config, tmp_path / "run")
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {"loss", "val_top1", "lr", "clips_per_s", "expert_fraction/0"} <= tags
-    assert all(event.step == 1 for tag in tags for event in events.Scalars(tag))
-    logged = epochs_logged(tmp_path / "run")[0]
-    assert events.Scalars("loss")[0].value == pytest.approx(logged["loss"], rel=1e-6)
     assert len(epochs_logged(tmp_path / "run")) == 1
 
 

@@ -21,6 +21,7 @@ from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.distributed import DistContext, differentiable_sum, init_distributed, shutdown_distributed
 from actionmoe.engine.finetune import freeze, initialise_from
 from actionmoe.engine.optim import build_optimizer, build_scheduler
+from actionmoe.engine.trackers import Trackers, check_trackers, flatten, open_trackers
 from actionmoe.engine.trainer import Trainer, TrainState, run_is_finished
 from actionmoe.errors import CheckpointError, DatasetError, WeightsError
 from actionmoe.files import ensure_writable, exclusive_lock, read_jsonl, remove_stale_temporaries, write_jsonl
@@ -58,6 +59,7 @@ def train_model(config: Config, out: Path | None = None, force: bool = False) ->
             raise DatasetError(f"the training set of split {config.data.split} is empty; check data.root")
         if config.model.init_from and not Path(config.model.init_from).is_file():
             raise WeightsError(f"model.init_from {config.model.init_from} does not exist")
+        check_trackers(config.train.trackers)
         if not context.is_main:
             return _train(config, splits, run_dir, force, context)
         ensure_writable(run_dir)
@@ -85,8 +87,12 @@ def _train(config: Config, splits: DatasetSplits, run_dir: Path, force: bool, co
         save_config(config, run_dir / "config.json")
         _trim_metrics(run_dir / "metrics.jsonl", resume.meta["epoch"] if resume else -1)
     device = pick_device(config.train.device, context.local_rank)
-    trainer, state = _run_trainer(config, splits, run_dir, device, context, resume)
-    state = trainer.fit(state)
+    trackers = Trackers([])
+    if context.is_main:
+        trackers = open_trackers(config.train.trackers, run_dir, flatten(config_to_dict(config)))
+    with trackers:
+        trainer, state = _run_trainer(config, splits, run_dir, device, context, resume, trackers)
+        state = trainer.fit(state)
     return TrainResult(
         run_dir,
         True,
@@ -160,6 +166,7 @@ def build_trainer(
     run_meta: dict | None = None,
     resume: Checkpoint | None = None,
     class_weights: torch.Tensor | None = None,
+    trackers: Trackers | None = None,
 ) -> tuple[Trainer, TrainState]:
     """A Trainer for ``model`` (not yet wrapped), its optimizer and schedule, and where training stands.
 
@@ -187,6 +194,7 @@ def build_trainer(
         run_meta=run_meta or {},
         frozen=frozen,
         class_weights=class_weights,
+        trackers=trackers,
     )
     return trainer, TrainState() if resume is None else _continue_from(trainer, resume)
 
@@ -207,7 +215,13 @@ def _continue_from(trainer: Trainer, resume: Checkpoint) -> TrainState:
 
 
 def _run_trainer(
-    config: Config, splits: DatasetSplits, run_dir: Path, device: torch.device, context: DistContext, resume
+    config: Config,
+    splits: DatasetSplits,
+    run_dir: Path,
+    device: torch.device,
+    context: DistContext,
+    resume: Checkpoint | None,
+    trackers: Trackers,
 ) -> tuple[Trainer, TrainState]:
     """The run's model, loaders and metadata from ``config``, then ``build_trainer``."""
     torch.manual_seed(config.train.seed)
@@ -231,6 +245,7 @@ def _run_trainer(
         run_meta=run_metadata(config, splits.classes, class_counts(splits.train, len(splits.classes))),
         resume=resume,
         class_weights=_loss_weights(config.train, splits),
+        trackers=trackers,
     )
 
 

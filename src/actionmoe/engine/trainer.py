@@ -21,6 +21,7 @@ from actionmoe.data.augment import mix_batch
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.engine.distributed import DistContext, all_reduce_sum, broadcast_flag
 from actionmoe.engine.metrics import Meter
+from actionmoe.engine.trackers import STEP_PREFIX, Trackers
 from actionmoe.errors import TrainingError
 from actionmoe.evaluation.metrics import topk_correct
 from actionmoe.files import append_jsonl
@@ -71,6 +72,7 @@ class Trainer:
         run_meta: what every checkpoint records besides the training state (config, classes, preprocessing).
         frozen: names of model parts whose parameters do not train (``engine.finetune.freeze``).
         class_weights: loss weight per class [classes] (``train.class_balance = "weights"``), or None.
+        trackers: where steps and epochs are reported besides metrics.jsonl (``engine.trackers``).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Trainer:
         run_meta: dict,
         frozen: tuple[str, ...] = (),
         class_weights: torch.Tensor | None = None,
+        trackers: Trackers | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -113,7 +116,8 @@ class Trainer:
         self.augment_generator = torch.Generator()
         self.mixing = train.mixup_alpha > 0 or train.cutmix_alpha > 0
         self.mix_rng = mixing_rng(train.seed, 0, context.rank)
-        self.tensorboard = tensorboard_writer(run_dir / "tensorboard") if context.is_main else None
+        self.trackers = trackers or Trackers([])
+        self.epoch = 0
 
     def fit(self, state: TrainState) -> TrainState:
         """Train from ``state.epoch + 1`` to the last epoch, or until early stopping."""
@@ -138,8 +142,6 @@ class Trainer:
             if broadcast_flag(state.stopped_early, self.context):
                 log.info("early stop: no validation improvement for %d epochs", patience)
                 break
-        if self.tensorboard is not None:
-            self.tensorboard.close()
         return state
 
     def train_epoch(self, epoch: int) -> dict:
@@ -149,6 +151,7 @@ class Trainer:
             getattr(unwrap_model(self.model), name).eval()
         loader = self.loaders["train"]
         loader.sampler.set_epoch(epoch)
+        self.epoch = epoch
         self.augment_generator.manual_seed(device_augment_seed(self.train_config.seed, epoch))
         self.mix_rng = mixing_rng(self.train_config.seed, epoch, self.context.rank)
         meter = Meter()
@@ -236,6 +239,10 @@ class Trainer:
             self.scaler.scale(loss / accumulate).backward()
         if boundary:
             meter.add(steps=1, skipped_steps=float(self._optimizer_step()))
+            lr = max(group["lr"] for group in self.optimizer.param_groups)
+            self.trackers.log_metrics(
+                {f"{STEP_PREFIX}loss": loss.item(), f"{STEP_PREFIX}lr": lr}, self.epoch * steps + step + 1
+            )
         if torch.isfinite(loss):
             size = len(labels)
             meter.add(
@@ -345,12 +352,9 @@ class Trainer:
         if not self.context.is_main:
             return
         append_jsonl(self.run_dir / "metrics.jsonl", row)
-        if self.tensorboard is not None:
-            for key, value in row.items():
-                if isinstance(value, int | float) and key != "epoch":
-                    self.tensorboard.add_scalar(key, value, row["epoch"] + 1)
-            for expert, share in enumerate(row["expert_fraction"]):
-                self.tensorboard.add_scalar(f"expert_fraction/{expert}", share, row["epoch"] + 1)
+        figures = {key: value for key, value in row.items() if key not in ("epoch", "expert_fraction")}
+        figures.update({f"expert_fraction/{i}": share for i, share in enumerate(row["expert_fraction"] or [])})
+        self.trackers.log_metrics(figures, row["epoch"] + 1)
         log.info(
             "epoch %d/%d: loss %.4f, train top-1 %.3f, val top-1 %.3f, %.2f clips/s%s",
             row["epoch"] + 1,
@@ -380,13 +384,3 @@ def duration_text(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
-def tensorboard_writer(folder: Path):
-    """A TensorBoard writer when the ``tensorboard`` extra is installed, else None (and one line saying so)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.info("no TensorBoard logs: pip install 'actionmoe[tensorboard]' to get them in %s", folder)
-        return None
-    return SummaryWriter(str(folder))
