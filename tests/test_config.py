@@ -159,3 +159,25 @@ def test_config_show_prints_toml_that_loads_back(capsys, tmp_path):
     shown = load_config(tmp_path / "shown.toml")
     assert shown == load_config("demo", ["model.top_k=1", "data.test_crops=3"])
     assert config_to_toml(shown) == text
+
+
+def test_the_hmdb51_recipe_pins_every_head_and_motion_key():
+    """A later change of a default cannot silently change the real recipe."""
+    import tomllib
+    from importlib import resources
+
+    from actionmoe.runtime.compat import MOE_HEAD_KEYS, MOTION_MODULE_KEYS
+
+    text = (resources.files("actionmoe") / "configs" / "hmdb51.toml").read_text()
+    pinned = set(tomllib.loads(text)["model"])
+    assert set(MOE_HEAD_KEYS) | set(MOTION_MODULE_KEYS) | {"motion_taps", "head", "feature_dropout"} <= pinned
+
+
+def test_the_notebook_preset_builds_the_fixed_noise_router():
+    from actionmoe.models.recognizer import build_model
+
+    config = load_config("notebook", ["model.weights=none"])
+    assert not config.model.noise_std_learned and config.model.noise_std_start == 1.0
+    assert (config.train.optimizer, config.train.scheduler, config.model.shared_expert) == ("adam", "plateau", False)
+    head = build_model(config.model, 51).head
+    assert head.router.w_noise is None and head.router.fixed_std == 1.0

@@ -221,6 +221,7 @@ class ModelConfig:
     # noise_std_start = SHAZEER_NOISE_STD, shared_expert = false, balance_weight = 0.01.
     gate_init_std: float = 0.02  # > 0: the gate's output layer starts normal with this std; 0: at zero (Shazeer)
     noise_std_start: float = 0.1  # the learned noise std at initialisation (Shazeer: softplus(0) + 0.01)
+    noise_std_learned: bool = True  # false: the original notebook's router, a fixed noise std = noise_std_start
     shared_expert: bool = True  # one more expert that every video uses at full weight, beside the routed ones
     balance: Literal["shazeer", "switch", "none"] = "shazeer"  # shazeer: CV^2 of importance + load
     balance_weight: float = 0.1
@@ -243,11 +244,14 @@ class ModelConfig:
             "must be positive",
         )
         _require(self.gate_init_std >= 0, "model.gate_init_std", "must be 0 or more")
-        _require(
-            self.noise_std_start > NOISE_STD_FLOOR,
-            "model.noise_std_start",
-            f"must be above {NOISE_STD_FLOOR} (the std's floor)",
-        )
+        if self.noise_std_learned:
+            _require(
+                self.noise_std_start > NOISE_STD_FLOOR,
+                "model.noise_std_start",
+                f"must be above {NOISE_STD_FLOOR} (the learned std's floor)",
+            )
+        else:
+            _require(self.noise_std_start > 0, "model.noise_std_start", "(the fixed noise std) must be above 0")
         _require(
             min(self.balance_weight, self.z_loss_weight) >= 0,
             "model.balance_weight / model.z_loss_weight",

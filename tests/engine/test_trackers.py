@@ -10,7 +10,16 @@ import pytest
 from actionmoe.engine import trackers as trackers_module
 from tests.helpers import cli_args, epochs_logged, one_line, run
 
-EPOCH_FIGURES = ("loss", "train_top1", "val_top1", "val_loss", "lr", "expert_fraction/0")
+EPOCH_FIGURES = (
+    "loss",
+    "train_top1",
+    "val_top1",
+    "val_loss",
+    "lr",
+    "expert_fraction/0",
+    "router_noise_std",
+    "router_flip_rate",
+)
 
 
 @pytest.fixture(scope="module")

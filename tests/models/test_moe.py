@@ -245,3 +245,45 @@ def test_a_head_built_with_no_options_is_the_head_the_default_config_builds():
     shapes = {name: tuple(p.shape) for name, p in bare.named_parameters()}
     assert shapes == {name: tuple(p.shape) for name, p in shipped.named_parameters()}
     assert bare.router.w_gate.weight.std() > 0  # the config's gate_init_std, not Shazeer's zero start
+
+
+def test_the_notebook_s_fixed_noise_router_keeps_its_std_through_training():
+    """model.noise_std_learned = false: no noise weights; the std is noise_std_start at every step."""
+    torch.manual_seed(0)
+    head = MoEHead(16, 3, num_experts=4, top_k=2, gate_hidden=8, expert_hidden=8, noise_std_learned=False,
+                   noise_std_start=0.5)  # fmt: skip
+    assert head.router.w_noise is None and not any("noise" in name for name, _ in head.named_parameters())
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5)
+    head.train()
+    for _ in range(5):
+        out = head(torch.randn(32, 16))
+        assert out.routing.noise_std.item() == pytest.approx(0.5)
+        loss = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 3, (32,))) + out.aux_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    learned = MoEHead(16, 3, num_experts=4, top_k=2, gate_hidden=8, expert_hidden=8, noise_std_start=0.5)
+    assert learned.router.w_noise is not None  # the default router learns its std
+
+
+def test_the_flip_rate_counts_inputs_whose_noisy_top_k_is_not_the_clean_one():
+    clean = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    same = routing_statistics(clean, clean + 0.1, torch.full_like(clean, 0.1), 2, "shazeer")
+    assert same.flip_rate.item() == 0.0 and same.noise_std.item() == pytest.approx(0.1)
+    noisy = clean.clone()
+    noisy[0] = torch.tensor([0.0, 2.0, 1.0, 3.0])  # top-2 {1, 3} instead of {0, 1}
+    flipped = routing_statistics(clean, noisy, torch.ones_like(clean), 2, "shazeer")
+    assert flipped.flip_rate.item() == 0.5
+    quiet = routing_statistics(clean, clean, None, 2, "shazeer")  # evaluation: no noise
+    assert quiet.flip_rate.item() == 0.0 and quiet.noise_std.item() == 0.0
+
+
+def test_a_fixed_noise_std_must_be_positive():
+    from actionmoe.config import load_config
+    from actionmoe.errors import ConfigError
+
+    assert load_config("demo", ["model.noise_std_learned=false", "model.noise_std_start=0.005"]).model
+    with pytest.raises(ConfigError, match="model.noise_std_start"):
+        load_config("demo", ["model.noise_std_learned=false", "model.noise_std_start=0"])
+    with pytest.raises(ConfigError, match="model.noise_std_start"):
+        load_config("demo", ["model.noise_std_start=0.005"])  # the learned std cannot go below its floor

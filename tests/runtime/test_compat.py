@@ -65,8 +65,9 @@ def test_a_saved_config_from_before_a_routing_key_existed_reads_as_the_model_it_
     """Runs written before these keys had Shazeer's zero gate, its noise start and no shared expert,
     whatever today's defaults are."""
     saved = config_to_dict(load_config("motion12"))
-    for key in ("gate_init_std", "noise_std_start", "shared_expert"):
+    for key in ("gate_init_std", "noise_std_start", "shared_expert", "noise_std_learned"):
         del saved["model"][key]
     model = saved_config(saved).model
     assert (model.gate_init_std, model.noise_std_start, model.shared_expert) == (0.0, SHAZEER_NOISE_STD, False)
+    assert model.noise_std_learned  # every run before the key had a learned std
     assert load_config("motion12", ["model.shared_expert=true"]).model.shared_expert

@@ -201,6 +201,9 @@ class Trainer:
             "clips_per_s": totals["clips"] / seconds,
             "seconds": seconds,
             "expert_fraction": meter.vector_mean(),
+            # noisy training only: the mean noise std and the share of clips whose noisy top-k differs from the clean
+            "router_noise_std": totals["noise_std"] / clips if "noise_std" in totals else None,
+            "router_flip_rate": totals["flips"] / clips if "flips" in totals else None,
             "skipped_videos": skipped,
             "skipped_steps": int(totals.get("skipped_steps", 0)),  # fp16 steps the GradScaler skipped (inf/NaN)
         }
@@ -254,6 +257,8 @@ class Trainer:
             )
         if out.routing is not None:
             meter.add_vector(out.routing.fraction_routed)
+            size = len(labels)
+            meter.add(flips=float(out.routing.flip_rate) * size, noise_std=float(out.routing.noise_std) * size)
 
     def _forward(self, clip: torch.Tensor):
         """The model's forward; a compiled model that fails to compile at its first step falls back to eager, loudly."""

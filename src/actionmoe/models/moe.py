@@ -4,7 +4,9 @@ Routing follows Shazeer et al. (2017): clean logits H0 = g(x) Wg, noise std soft
 noisy logits H = H0 + eps * std (training only), keep the top k of H, softmax over the kept values.
 In Shazeer's reference Wg and Wn start at zero, so routing starts uniform and the std at 0.70; the
 shipped defaults (``ModelConfig``, measured in docs/ablation.md) start Wg small and random
-(``gate_init_std``) and the std lower (``noise_std_start``), with Wn still at zero. With k = 1 the
+(``gate_init_std``) and the std lower (``noise_std_start``), with Wn still at zero. The original
+notebook's router has no Wn: a fixed std (``noise_std_learned = False``, std = ``noise_std_start``).
+With k = 1 the
 kept gate is the softmax probability of the chosen expert (Switch Transformer), so the task loss
 still trains the router.
 
@@ -48,6 +50,8 @@ class RoutingStats(NamedTuple):
     balance_loss: torch.Tensor  # scalar, before its weight
     z_loss: torch.Tensor  # scalar, before its weight
     logits: torch.Tensor  # [B, E] the routing logits (noisy in training, clean in evaluation)
+    flip_rate: torch.Tensor  # scalar: share of inputs whose noisy top-k set differs from the clean one
+    noise_std: torch.Tensor  # scalar: mean noise std (0 without noise)
 
 
 class HeadOutput(NamedTuple):
@@ -67,7 +71,8 @@ class NoisyTopKRouter(nn.Module):
     Shazeer's reference: both output layers start at zero, so routing starts uniform and the noise
     std at softplus(0) + 0.01 = 0.70. ``gate_init_std`` > 0 starts W_gate random instead (normal
     with that std), and ``noise_std_start`` moves the std's starting point (a constant offset
-    inside the softplus; W_noise still starts at zero and is learned).
+    inside the softplus; W_noise still starts at zero and is learned). With ``noise_learned`` off
+    there is no W_noise: the std is ``noise_std_start`` throughout (the original notebook's router).
     """
 
     def __init__(
@@ -79,26 +84,33 @@ class NoisyTopKRouter(nn.Module):
         noisy: bool = DEFAULTS.noisy_gating,
         gate_init_std: float = DEFAULTS.gate_init_std,
         noise_std_start: float = DEFAULTS.noise_std_start,
+        noise_learned: bool = DEFAULTS.noise_std_learned,
     ) -> None:
         super().__init__()
+        self.noisy = noisy
+        self.fixed_std = None if noise_learned else noise_std_start
         self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
         self.w_gate = nn.Linear(hidden, num_experts, bias=False)
         if gate_init_std > 0:
             nn.init.normal_(self.w_gate.weight, std=gate_init_std)
         else:
             nn.init.zeros_(self.w_gate.weight)
-        self.w_noise = nn.Linear(hidden, num_experts, bias=False) if noisy else None  # unused weights break DDP
+        learned = noisy and noise_learned
+        self.w_noise = nn.Linear(hidden, num_experts, bias=False) if learned else None  # unused weights break DDP
         if self.w_noise is not None:
             nn.init.zeros_(self.w_noise.weight)
-        self.noise_offset = math.log(math.expm1(noise_std_start - NOISE_STD_FLOOR))  # softplus(offset) + floor = start
+            self.noise_offset = math.log(math.expm1(noise_std_start - NOISE_STD_FLOOR))  # softplus(offset)+floor=start
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns clean logits [B, E], routing logits [B, E] (noisy in training), noise std or None."""
         h = self.hidden(x)
         clean = self.w_gate(h)
-        if self.w_noise is None or not self.training:
+        if not self.noisy or not self.training:
             return clean, clean, None
-        noise_std = F.softplus(self.w_noise(h) + self.noise_offset) + NOISE_STD_FLOOR
+        if self.fixed_std is not None:
+            noise_std = torch.full_like(clean, self.fixed_std)  # [B, E]
+        else:
+            noise_std = F.softplus(self.w_noise(h) + self.noise_offset) + NOISE_STD_FLOOR
         return clean, clean + torch.randn_like(clean) * noise_std, noise_std
 
 
@@ -159,7 +171,12 @@ def routing_statistics(
     else:
         balance_loss = torch.zeros((), device=gates.device)
     z_loss = torch.logsumexp(clean, dim=1).pow(2).mean()
-    return RoutingStats(gates, probs, fraction, importance, load, balance_loss, z_loss, noisy)
+    flips, mean_std = torch.zeros((), device=gates.device), torch.zeros((), device=gates.device)
+    if noise_std is not None:
+        clean_set = torch.zeros_like(clean, dtype=torch.bool).scatter(1, clean.topk(top_k, dim=1).indices, True)
+        flips = (clean_set != (gates > 0)).any(dim=1).float().mean().detach()
+        mean_std = noise_std.mean().detach()
+    return RoutingStats(gates, probs, fraction, importance, load, balance_loss, z_loss, noisy, flips, mean_std)
 
 
 class ResidualExperts(nn.Module):
@@ -204,6 +221,7 @@ class MoEHead(nn.Module):
         noisy_gating: bool = DEFAULTS.noisy_gating,
         gate_init_std: float = DEFAULTS.gate_init_std,
         noise_std_start: float = DEFAULTS.noise_std_start,
+        noise_std_learned: bool = DEFAULTS.noise_std_learned,
         shared_expert: bool = DEFAULTS.shared_expert,
         balance: str = DEFAULTS.balance,
         balance_weight: float = DEFAULTS.balance_weight,
@@ -227,6 +245,7 @@ class MoEHead(nn.Module):
             noisy=noisy_gating,
             gate_init_std=gate_init_std,
             noise_std_start=noise_std_start,
+            noise_learned=noise_std_learned,
         )
         self.shared = int(shared_expert)  # number of always-on experts, stacked before the routed ones
         self.experts = ResidualExperts(

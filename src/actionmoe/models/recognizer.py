@@ -94,6 +94,7 @@ def build_model(
             noisy_gating=config.noisy_gating,
             gate_init_std=config.gate_init_std,
             noise_std_start=config.noise_std_start,
+            noise_std_learned=config.noise_std_learned,
             shared_expert=config.shared_expert,
             balance=config.balance,
             balance_weight=config.balance_weight,

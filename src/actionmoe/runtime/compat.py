@@ -30,13 +30,19 @@ from actionmoe.errors import CheckpointError, ConfigError
 
 # Model keys added after runs were first saved, with the value those runs were trained with: a saved
 # config without the key reads as the model it trained, whatever today's default is.
-MODEL_KEYS_ADDED = {"gate_init_std": 0.0, "noise_std_start": SHAZEER_NOISE_STD, "shared_expert": False}
+MODEL_KEYS_ADDED = {
+    "gate_init_std": 0.0,
+    "noise_std_start": SHAZEER_NOISE_STD,
+    "shared_expert": False,
+    "noise_std_learned": True,
+}
 
 # Model keys that shape nothing when the head is linear (no router, no experts) or when no
 # stage has a motion module.
 MOE_HEAD_KEYS = (
     "num_experts", "top_k", "gate_hidden", "expert_hidden", "expert_dropout", "noisy_gating",
-    "gate_init_std", "noise_std_start", "shared_expert", "balance", "balance_weight", "z_loss_weight",
+    "gate_init_std", "noise_std_start", "noise_std_learned", "shared_expert", "balance", "balance_weight",
+    "z_loss_weight",
 )  # fmt: skip
 MOTION_MODULE_KEYS = ("motion_reduction", "motion_fusion")
 # Model keys that matter only when a run starts (where its first weights come from): never compared on resume.
