@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from actionmoe.ablation import Variant, parse_variant
@@ -142,3 +143,20 @@ def test_overrides_shared_by_every_variant_are_named_in_the_summary():
     assert heading in ablation_markdown(summary)
     plain = summarize_ablation({"a": [result]}, {"a": []}, "tiny", 1)
     assert "Config `tiny`, 1 seeds" in ablation_markdown(plain)
+
+
+def test_the_family_mi_null_for_random_leaders_is_near_0_47():
+    """12 motion classes in 5 families, 4 experts: leaders drawn at random already give about 0.47 +- 0.10."""
+    from actionmoe.ablation import family_mi_with_null
+    from actionmoe.acquire.synthetic import MOTION_FAMILIES
+
+    classes = sorted(MOTION_FAMILIES)
+    metrics = {"video_level": {"per_class": {name: {"support": 15} for name in classes}}}
+    leaders = np.eye(4)[np.arange(12) % 4]  # class c led by expert c mod 4
+    result = family_mi_with_null({"class_expert_gate": leaders.tolist()}, metrics)
+    assert result["family_expert_mi_random"] == pytest.approx(0.47, abs=0.02)
+    assert result["family_expert_mi_p"] > 0.05  # this assignment is nothing chance would not give
+    by_family = {family: index for index, family in enumerate(sorted(set(MOTION_FAMILIES.values())))}
+    aligned = np.eye(5)[[by_family[MOTION_FAMILIES[name]] for name in classes]][:, :4]  # 4 families, 4 experts
+    aligned[[i for i, name in enumerate(classes) if by_family[MOTION_FAMILIES[name]] == 4], 0] = 1.0
+    assert family_mi_with_null({"class_expert_gate": aligned.tolist()}, metrics)["family_expert_mi_p"] < 0.05

@@ -130,3 +130,19 @@ def test_the_report_embeds_its_plots_states_chance_and_the_training(trained_run,
     assert metrics["video_level"]["chance_top1"] == pytest.approx(1 / 3)
     experts = report.index("## Experts")
     assert experts < report.index("**", experts) < report.index("normalised entropy")  # the verdict first
+
+
+def test_evaluate_reports_the_routing_effect_and_the_direction_tests(trained_run, tmp_path, capsys):
+    """The synthetic classes move_left / move_right are time-reversed twins: the direction tests apply."""
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    effect = metrics["experts"]["routing_effect"]
+    assert effect["top1_real_gates"] == pytest.approx(metrics["video_level"]["top1"])  # the head's own answers
+    assert {"top1_uniform_gates", "top1_permuted_gates", "changed_by_permuted_gates"} <= set(effect)
+    assert 0 < metrics["experts"]["class_expert_mi_p"] <= 1
+    direction = metrics["direction"]
+    assert direction["applies"] and direction["videos_with_twin"] == 6  # move_left and move_right, 3 test videos each
+    assert 0 <= direction["reversal_moves_to_twin"] <= 1 and 0 <= direction["reversal_unchanged"] <= 1
+    report = (out / "report.md").read_text()
+    assert "with the gates of other videos" in report and "## Direction" in report and "twin accuracy" in report

@@ -124,6 +124,21 @@ MOTIONS: dict[str, Motion] = {
 }
 
 
+# Motions that are each other played backwards: a model blind to the order of frames cannot tell them apart.
+# (The swings go back and forth, so reversing one gives the same motion.)
+TIME_REVERSED_TWINS = {
+    "move_right": "move_left",
+    "move_left": "move_right",
+    "move_up": "move_down",
+    "move_down": "move_up",
+    "zoom_in": "zoom_out",
+    "zoom_out": "zoom_in",
+    "rotate_cw": "rotate_ccw",
+    "rotate_ccw": "rotate_cw",
+    "orbit_cw": "orbit_ccw",
+    "orbit_ccw": "orbit_cw",
+}
+
 MOTION_FAMILIES = {
     "move_right": "travel",
     "move_left": "travel",

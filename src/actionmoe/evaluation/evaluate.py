@@ -15,6 +15,7 @@ from actionmoe.data.builders import build_cache, build_dataset, build_splits
 from actionmoe.data.dataset import build_loader
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.errors import CheckpointError, DatasetError, UsageError
+from actionmoe.evaluation.mechanisms import capture_head, direction_tests, routing_effect, twin_indices
 from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, routing_health, topk_accuracy
 from actionmoe.files import read_jsonl
 from actionmoe.runtime.device import inference_precision, pick_device, synchronize
@@ -53,6 +54,9 @@ class Predictions:
     batch_seconds: list[float]  # model time per batch (first batch = warm-up)
     batch_views: list[int]  # views per batch
     skipped: dict[str, str]
+    head_features: np.ndarray | None = None  # [N, V, D] the MoE head's input per view (routing effect)
+    view_gates: np.ndarray | None = None  # [N, V, E] the router's gates per view
+    reversed_probs: np.ndarray | None = None  # [N, C] video probabilities of the clips played backwards
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
         build_dataset(data, splits, "test", build_cache(data)), options.batch_size, False, num_workers=data.num_workers
     )
     precision = inference_precision(restored.config.train.precision, device)
-    predictions = predict_test_views(restored, loader, device, precision, Preprocessing.from_config(data))
+    reverse = bool(twin_indices(restored.classes))  # the time-reversal test, where classes have twins
+    predictions = predict_test_views(restored, loader, device, precision, Preprocessing.from_config(data), reverse)
     if len(predictions.labels) == 0:
         raise DatasetError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")
     metrics, matrix = summarize(predictions, restored, data, device, (clips, crops))
@@ -98,28 +103,42 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
 
 
 def predict_test_views(
-    restored: RestoredModel, loader, device: torch.device, precision: str, preprocessing: Preprocessing
+    restored: RestoredModel,
+    loader,
+    device: torch.device,
+    precision: str,
+    preprocessing: Preprocessing,
+    reverse: bool = False,
 ) -> Predictions:
-    """Per-view probabilities, labels, gates and model time for every video the loader yields."""
-    probs = []
-    labels = []
-    gates = []
-    router_logits = []
-    seconds = []
-    counts = []
+    """Per-view probabilities, labels, gates and model time for every video the loader yields.
+
+    Also keeps the MoE head's per-view input and gates (for ``routing_effect``) and, with ``reverse``,
+    the predictions for every clip played backwards (untimed).
+    """
+    probs, labels, gates, router_logits, seconds, counts = [], [], [], [], [], []
+    features, view_gates, reversed_probs = [], [], []
+    channels_last = restored.config.train.channels_last
     for batch in tqdm(loader, desc="testing", unit="batch", leave=False, disable=None):
         clips = preprocessing.on_device(batch["clip"], device, False)  # [B, V, C, T, H, W]
         synchronize(device)
         started = time.perf_counter()
-        out = predict_views(restored.model, clips, precision, restored.config.train.channels_last)
+        with capture_head(restored.model) as captured:
+            out = predict_views(restored.model, clips, precision, channels_last)
         synchronize(device)
         seconds.append(time.perf_counter() - started)
-        counts.append(clips.shape[0] * clips.shape[1])
+        batch_size, views = clips.shape[:2]
+        counts.append(batch_size * views)
         probs.append(out.probs.cpu().numpy())
         labels.append(batch["label"].numpy())
         if out.gates is not None:
             gates.append(out.gates.cpu().numpy())
             router_logits.append(out.router_logits.cpu().numpy())
+        if captured:
+            features.append(captured[0][0].view(batch_size, views, -1).numpy())  # [B, V, D]
+            view_gates.append(captured[0][1].view(batch_size, views, -1).numpy())  # [B, V, E]
+        if reverse:
+            backwards = predict_views(restored.model, clips.flip(-3), precision, channels_last)  # frames reversed
+            reversed_probs.append(backwards.video_probs().cpu().numpy())
     concat = lambda parts: np.concatenate(parts) if parts else None
     return Predictions(
         concat(probs) if probs else np.zeros((0, 1, len(restored.classes))),
@@ -129,6 +148,9 @@ def predict_test_views(
         seconds,
         counts,
         dict(loader.failures),
+        concat(features),
+        concat(view_gates),
+        concat(reversed_probs),
     )
 
 
@@ -170,7 +192,18 @@ def summarize(
         },
         "inference": inference_timing(predictions, num_views),
         "experts": expert_usage(predictions, restored.classes),
+        "direction": direction_tests(
+            restored.classes,
+            predictions.labels,
+            video_scores.argmax(axis=1),
+            None if predictions.reversed_probs is None else predictions.reversed_probs.argmax(axis=1),
+        ),
     }
+    if metrics["experts"] is not None and predictions.head_features is not None:
+        head = restored.model.head
+        metrics["experts"]["routing_effect"] = routing_effect(
+            head, predictions.head_features, predictions.view_gates, predictions.labels
+        )
     return metrics, matrix
 
 

@@ -156,7 +156,7 @@ def router_logit_spread(logits: np.ndarray) -> dict:
 
 
 def routing_health(
-    gates: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None, seed: int = 0, shuffles: int = 20
+    gates: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None, seed: int = 0, shuffles: int = 200
 ) -> dict:
     """How a router uses its experts at test time, from per-video gate weights [N, E] and class labels [N].
 
@@ -165,7 +165,8 @@ def routing_health(
     - ``class_expert_mi``: normalised mutual information between a video's class and the expert its
       gate weights draw (``gate_mutual_information``: near-ties cannot count as a choice), and
       ``class_expert_mi_random``: the same with the classes shuffled over the videos (the mean over
-      ``shuffles`` permutations), the baseline it must clearly exceed;
+      ``shuffles`` permutations), the baseline it must clearly exceed, and ``class_expert_mi_p``: the
+      share of those shuffles (counting the observed one) whose MI reaches the observed (a permutation p);
     - ``class_top_expert_mi``: the mutual information of the top expert alone (argmax of the gates),
       as earlier reports gave it; a 0.501/0.499 split counts as a choice there;
     - with the router's logits [N, E], ``router_input_share`` and ``router_logit_scale``
@@ -174,11 +175,13 @@ def routing_health(
     routed = (gates > 0).mean(axis=0)
     rng = np.random.default_rng(seed)
     baseline = [gate_mutual_information(rng.permutation(labels), gates) for _ in range(shuffles)]
+    observed = gate_mutual_information(labels, gates)
     return {
         "normalized_entropy_of_mean_gate": normalized_entropy(gates.mean(axis=0)),
         "experts_under_5_percent": int((routed < 0.05).sum()),
-        "class_expert_mi": gate_mutual_information(labels, gates),
+        "class_expert_mi": observed,
         "class_expert_mi_random": float(np.mean(baseline)) if baseline else 0.0,
+        "class_expert_mi_p": (1 + sum(value >= observed - 1e-12 for value in baseline)) / (1 + len(baseline)),
         "class_top_expert_mi": normalized_mutual_information(labels, gates.argmax(axis=1)),
         **(router_logit_spread(logits) if logits is not None else {}),
     }

@@ -201,6 +201,7 @@ def markdown_report(metrics: dict, matrix: np.ndarray, classes: list[str], plots
     lines += ["", "## Most frequent confusions", "", "| true | predicted | videos |", "|---|---|---|"]
     lines += [f"| {classes[t]} | {classes[p]} | {n} |" for t, p, n in top_confusions(matrix, 10)]
     lines += _expert_lines(metrics["experts"], classes, plots)
+    lines += _direction_lines(metrics.get("direction"))
     return "\n".join(lines) + "\n"
 
 
@@ -295,6 +296,7 @@ def _expert_lines(experts: dict | None, classes: list[str], plots: set[str] = fr
         "",
         routing_sentence(experts),
         *router_logit_line(experts),
+        *routing_effect_lines(experts.get("routing_effect")),
         "",
         "| expert | fraction of videos routed | mean gate weight | classes it leads |",
         "|---|---|---|---|",
@@ -379,6 +381,45 @@ def router_logit_line(experts: dict) -> list[str]:
         "(0% = every video gets the same experts, whatever it shows); their scale is "
         f"{experts['router_logit_scale']:.2g}.",
     ]
+
+
+def routing_effect_lines(effect: dict | None) -> list[str]:
+    """Whether routing changes predictions: the same head with its own, uniform and other videos' gates."""
+    if not effect:
+        return []
+    changed = effect["changed_by_permuted_gates"]
+    verdict = (
+        "Routing changes no prediction here: with other videos' gates every video keeps its answer."
+        if changed == 0 and effect["changed_by_uniform_gates"] == 0
+        else f"Routing matters: {changed:.1%} of the predictions change when videos swap gates."
+    )
+    return [
+        "",
+        f"{verdict} Test top-1 with the router's gates {effect['top1_real_gates']:.3f}, with uniform gates over "
+        f"the routed experts {effect['top1_uniform_gates']:.3f} ({effect['changed_by_uniform_gates']:.1%} of "
+        f"predictions change), with the gates of other videos {effect['top1_permuted_gates']:.3f}.",
+    ]
+
+
+def _direction_lines(direction: dict | None) -> list[str]:
+    """Twin accuracy and the time-reversal test (synthetic motions), or why they do not apply."""
+    if direction is None:
+        return []
+    lines = ["", "## Direction", ""]
+    if not direction["applies"]:
+        return lines + [f"The direction tests do not apply: {direction['reason']}."]
+    twin = direction["twin_accuracy"]
+    lines.append(
+        f"- twin accuracy {_num(twin)}: of the {direction['predicted_inside_pair']} videos predicted as their class "
+        "or its time-reversed twin, the share on the right side (0.5 = blind to the order of frames)"
+    )
+    if "reversal_moves_to_twin" in direction:
+        lines.append(
+            f"- every test clip played backwards: {direction['reversal_moves_to_twin']:.1%} of the "
+            f"{direction['videos_with_twin']} videos with a twin move to the twin, "
+            f"{direction['reversal_unchanged']:.1%} keep their prediction"
+        )
+    return lines
 
 
 def _num(value) -> str:

@@ -258,13 +258,19 @@ class MoEHead(nn.Module):
             clean, noisy, noise_std = self.router(features.float())
             reduce = self.reduce if self.training else None  # evaluation shards differ in length per rank
             routing = routing_statistics(clean, noisy, noise_std, self.top_k, self.balance, reduce)
-        expert_logits = self.experts(features)  # [B, S + E, C], S shared experts first
-        routed = expert_logits[:, self.shared :]  # [B, E, C]
-        logits = torch.einsum("be,bec->bc", routing.gates.to(expert_logits.dtype), routed)
-        if self.shared:
-            logits = logits + expert_logits[:, 0]
+        logits = self.mix(self.experts(features), routing.gates)
         aux_loss = self.balance_weight * routing.balance_loss + self.z_loss_weight * routing.z_loss
         return HeadOutput(logits, aux_loss, routing)
+
+    def mix(self, expert_logits: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """Every expert's logits [B, S + E, C] (shared first) weighted by gates [B, E] -> logits [B, C].
+
+        The shared expert counts at full weight. Evaluation calls it with other gates than the router's
+        to measure what routing changes (``evaluation.mechanisms.routing_effect``).
+        """
+        routed = expert_logits[:, self.shared :]  # [B, E, C]
+        logits = torch.einsum("be,bec->bc", gates.to(expert_logits.dtype), routed)
+        return logits + expert_logits[:, 0] if self.shared else logits
 
 
 class LinearHead(nn.Module):
