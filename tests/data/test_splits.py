@@ -173,3 +173,33 @@ def test_folder_layout_with_and_without_csv(tmp_path):
     csv_path.write_text("jump/99.mp4,train\n")
     with pytest.raises(DatasetError, match="split.csv:1"):
         load_splits("folder", tmp_path, SplitOptions(split_csv=str(csv_path)))
+
+
+def test_the_hmdb51_holdout_keeps_clips_of_one_source_video_together():
+    """HMDB51 cuts several clips from one video (``..._goo_0``, ``_1``, ``_2``): none may straddle train and val."""
+    from actionmoe.data.splits import hmdb51_source
+
+    split_dir = builtin_hmdb51_split_dir()
+    records = []
+    for label, name in enumerate(hmdb51_class_names(split_dir)):
+        for video, subset in parse_hmdb51_split_file(split_dir / f"{name}_test_split1.txt"):
+            if subset == "train":
+                records.append(VideoRecord(Path(name) / video, label, name))
+    sources = lambda rows: {hmdb51_source(r.path) for r in rows}
+    plain_train, plain_val = stratified_holdout(records, 0.1, seed=0)
+    assert sources(plain_train) & sources(plain_val)  # the fault: near-duplicates on both sides
+    train, val = stratified_holdout(records, 0.1, seed=0, source=hmdb51_source)
+    assert not sources(train) & sources(val)
+    assert len(train) + len(val) == len(records) and 0.08 < len(val) / len(records) < 0.14
+    assert {r.label for r in val} == set(range(51))  # every class still validated
+
+
+def test_holdout_groups_through_load_splits_and_singletons_change_nothing(tmp_path):
+    clips = [f"{s}_{c}.avi" for s in ("alpha", "beta", "gamma", "delta", "eps", "zeta") for c in range(3)]
+    root = make_root(tmp_path, three_splits("walk", "".join(f"{v} 1\n" for v in clips)), {"walk": clips})
+    splits = load_splits("hmdb51", root, SplitOptions(val_fraction=0.3))
+    held_sources = {p.path.stem.rsplit("_", 1)[0] for p in splits.val}
+    assert len(splits.val) == 6 and len(held_sources) == 2  # two whole source videos
+    assert not held_sources & {p.path.stem.rsplit("_", 1)[0] for p in splits.train}
+    records = [VideoRecord(Path(f"c/{i}_x.avi"), i % 3, "c") for i in range(60)]
+    assert stratified_holdout(records, 0.2, 5, source=lambda p: str(p)) == stratified_holdout(records, 0.2, 5)

@@ -76,28 +76,67 @@ def load_splits(dataset: str, root: Path, options: SplitOptions = SplitOptions()
     train, test, missing = _handle_missing(train, test, options.on_missing)
     if options.val_on_test:
         return DatasetSplits(classes, tuple(train), tuple(test), tuple(test), missing, val_is_test=True)
-    train, val = stratified_holdout(train, options.val_fraction, options.seed)
+    train, val = stratified_holdout(train, options.val_fraction, options.seed, SOURCE_VIDEO.get(dataset))
     return DatasetSplits(classes, tuple(train), tuple(val), tuple(test), missing)
 
 
+def hmdb51_source(path: Path) -> str:
+    """The source video an HMDB51 clip was cut from: its name without the trailing clip index (``..._goo_2``)."""
+    return re.sub(r"_\d+$", "", Path(path).stem)
+
+
+def ucf101_group(path: Path) -> str:
+    """UCF101's group (``v_ApplyEyeMakeup_g08_c01`` -> ``g08``): clips of one group share actor and scene."""
+    match = re.search(r"_(g\d+)_c\d+$", Path(path).stem)
+    return match.group(1) if match else Path(path).stem
+
+
+# Datasets whose clips come in groups cut from one source: a validation holdout takes whole groups.
+SOURCE_VIDEO: dict[str, Callable[[Path], str]] = {
+    "hmdb51": hmdb51_source,
+    "hmdb51_jsonl": hmdb51_source,
+    "ucf101": ucf101_group,
+}
+
+
 def stratified_holdout(
-    records: Sequence[VideoRecord], fraction: float, seed: int
+    records: Sequence[VideoRecord], fraction: float, seed: int, source: Callable[[Path], str] | None = None
 ) -> tuple[list[VideoRecord], list[VideoRecord]]:
-    """Move ``fraction`` (0 <= fraction < 1) of each class, at least one video when a class has two, into a holdout."""
+    """Move ``fraction`` (0 <= fraction < 1) of each class, at least one video when a class has two, into a holdout.
+
+    With ``source``, clips cut from the same source video move together (whole groups, until the
+    class's share is reached), so the holdout holds no near-duplicate of a training clip; a class
+    whose clips all come from one source keeps them all. Without it every clip is its own group.
+    """
     by_class: dict[int, list[VideoRecord]] = defaultdict(list)
     for record in sorted(records, key=lambda r: (r.label, str(r.path))):
         by_class[record.label].append(record)
     rng = np.random.default_rng(seed)
     kept, held = [], []
     for label in sorted(by_class):
-        group = by_class[label]
-        order = rng.permutation(len(group))
-        count = int(round(len(group) * fraction))
-        if fraction > 0 and count == 0 and len(group) >= 2:
+        members = by_class[label]
+        groups = _source_groups(members, source)  # [[index into members], ...] in order of appearance
+        order = rng.permutation(len(groups))
+        count = int(round(len(members) * fraction))
+        if fraction > 0 and count == 0 and len(members) >= 2:
             count = 1
-        held += [group[i] for i in sorted(order[:count])]
-        kept += [group[i] for i in sorted(order[count:])]
+        chosen: set[int] = set()
+        for taken, group in enumerate(order):
+            if len(chosen) >= count or taken == len(groups) - 1:  # the last group stays in training
+                break
+            chosen.update(groups[group])
+        held += [members[i] for i in sorted(chosen)]
+        kept += [members[i] for i in range(len(members)) if i not in chosen]
     return kept, held
+
+
+def _source_groups(members: list[VideoRecord], source: Callable[[Path], str] | None) -> list[list[int]]:
+    if source is None:
+        return [[index] for index in range(len(members))]
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(members):
+        groups.setdefault(source(record.path), []).append(index)
+    return list(groups.values())
 
 
 def class_counts(records: Sequence[VideoRecord], num_classes: int) -> list[int]:
