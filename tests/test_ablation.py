@@ -128,7 +128,8 @@ def test_each_variant_is_compared_with_the_first_as_far_as_its_seeds_allow():
     assert top1["permutation_p"] == pytest.approx(0.10) == top1["smallest_possible_p"]  # as low as 3 vs 3 goes
     assert top1["pooled_std"] == pytest.approx(0.02)
     assert top1["detectable_difference"] == pytest.approx(0.0607, abs=1e-3)
-    assert "| recipe | +0.100 | 0.10 (0.10) | 0.020 | 0.061 |" in ablation_markdown(summary)
+    assert top1["ci95"] == pytest.approx([0.0547, 0.1453], abs=1e-3)  # t(4) 2.776 x 0.02 x sqrt(2/3)
+    assert "| recipe | +0.100 (+0.055 to +0.145) | 0.10 (0.10) | 0.020 | 0.061 |" in ablation_markdown(summary)
 
 
 def test_overrides_shared_by_every_variant_are_named_in_the_summary():
@@ -160,3 +161,37 @@ def test_the_family_mi_null_for_random_leaders_is_near_0_47():
     aligned = np.eye(5)[[by_family[MOTION_FAMILIES[name]] for name in classes]][:, :4]  # 4 families, 4 experts
     aligned[[i for i, name in enumerate(classes) if by_family[MOTION_FAMILIES[name]] == 4], 0] = 1.0
     assert family_mi_with_null({"class_expert_gate": aligned.tolist()}, metrics)["family_expert_mi_p"] < 0.05
+
+
+def tiny_synthetic_ablation(out, *extra: str) -> list[str]:
+    args = ["ablate", "--config", "demo", "--synthetic", "--seeds", "2", "--out", str(out), *extra]
+    for item in [*TINY, "train.epochs=1", "synth.classes=3", "synth.videos_per_class=8", "synth.frames=10"]:
+        args += ["--set", item]
+    return args
+
+
+@pytest.mark.slow
+def test_vary_data_gives_each_seed_its_own_synthetic_dataset_and_holdout(tmp_path, capsys):
+    from actionmoe.cli import main
+
+    out = tmp_path / "ablation"
+    assert main(tiny_synthetic_ablation(out, "--vary-data", "--variant", "moe=")) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    assert set(summary["data_per_seed"]) == {"0", "1"}
+    configs = [json.loads((out / "runs" / "moe" / f"seed{s}" / "config.json").read_text()) for s in (0, 1)]
+    assert [c["synth"]["seed"] for c in configs] == [0, 1] and [c["data"]["seed"] for c in configs] == [0, 1]
+    assert configs[0]["data"]["root"] != configs[1]["data"]["root"]
+    assert all((out / f"data-seed{s}" / "hmdb51").is_dir() for s in (0, 1))
+    assert "its own synthetic dataset" in (out / "ablation.md").read_text()
+
+
+def test_a_bad_variant_stops_ablate_before_any_dataset_is_written(tmp_path, capsys):
+    from actionmoe.cli import main
+
+    out = tmp_path / "ablation"
+    assert main(tiny_synthetic_ablation(out, "--variant", "bad=model.no_such_key=1")) == 2
+    err = capsys.readouterr().err
+    assert "model.no_such_key" in err and err.count("\n") == 1
+    assert not (out / "archives").exists() and not (out / "hmdb51").exists()
+    plain = ["ablate", "--config", "demo", "--vary-data", "--variant", "a=", "--out", str(tmp_path / "x")]
+    assert main(plain) == 2 and "--vary-data needs --synthetic" in capsys.readouterr().err

@@ -64,27 +64,50 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, overrides)
 
 
+def check_variants(source: str | Path, variants: list[Variant], seeds: int, base: tuple[str, ...] = ()) -> None:
+    """Every variant's overrides are valid config (before any dataset is written or run started).
+
+    Raises:
+        UsageError: no seed, no variant or two variants of one name; ConfigError: an unknown key or value.
+    """
+    if seeds < 1 or not variants or len({v.name for v in variants}) != len(variants):
+        raise UsageError("ablate needs at least one seed and distinct variant names")
+    for variant in variants:
+        load_config(source, [*base, *variant.overrides])
+
+
 def run_ablation(
-    source: str | Path, variants: list[Variant], seeds: int, out: Path, base: tuple[str, ...] = ()
+    source: str | Path,
+    variants: list[Variant],
+    seeds: int,
+    out: Path,
+    base: tuple[str, ...] = (),
+    per_seed: dict[int, tuple[str, ...]] | None = None,
 ) -> dict:
     """Train and test every (variant, seed) not finished yet; write and return the summary.
 
     Args:
         source: the config file or built-in name every variant starts from.
         variants: the variants, each a list of overrides on top of ``base``.
-        seeds: seeds 0 .. seeds-1 (``train.seed``; the data split and clip sampling stay fixed).
+        seeds: seeds 0 .. seeds-1 (``train.seed``; the data split and clip sampling stay fixed unless
+            ``per_seed`` changes them).
         base: overrides shared by every variant (the dataset root, for example).
+        per_seed: overrides of each seed shared by every variant (its own synthetic dataset and holdout).
     """
-    if seeds < 1 or not variants or len({v.name for v in variants}) != len(variants):
-        raise UsageError("ablate needs at least one seed and distinct variant names")
+    check_variants(source, variants, seeds, base)
+    per_seed = per_seed or {}
     configs = {
-        v.name: [load_config(source, [*base, *v.overrides, f"train.seed={s}"]) for s in range(seeds)] for v in variants
+        v.name: [
+            load_config(source, [*base, *per_seed.get(s, ()), *v.overrides, f"train.seed={s}"]) for s in range(seeds)
+        ]
+        for v in variants
     }  # every override is validated before the first run starts
     runs = {
         name: [run_one(config, out / "runs" / name / f"seed{config.train.seed}") for config in per_seed]
         for name, per_seed in configs.items()
     }
     summary = summarize_ablation(runs, {v.name: list(v.overrides) for v in variants}, source, seeds, base)
+    summary["data_per_seed"] = {str(seed): list(overrides) for seed, overrides in per_seed.items()}
     write_json(out / "ablation.json", summary)
     write_atomically(out / "ablation.md", ablation_markdown(summary))
     plot_ablation(summary, out / "ablation.png")
@@ -203,10 +226,15 @@ def _fmt(stat: dict | None, digits: int = 3) -> str:
 def ablation_markdown(summary: dict) -> str:
     base = summary.get("base_overrides") or []
     config = f"Config `{summary['config']}`" + (f" with {', '.join(base)}" if base else "")
+    data = (
+        " Each seed trained and tested on its own synthetic dataset and holdout (synth.seed, data.seed)."
+        if summary.get("data_per_seed")
+        else ""
+    )
     lines = [
         "# Ablation",
         "",
-        f"{config}, {summary['seeds']} seeds per variant; mean ± {summary['std']}.",
+        f"{config}, {summary['seeds']} seeds per variant; mean ± {summary['std']}.{data}",
         "",
         "| variant | overrides | test top-1 | mean class acc. | train clips/s | parameters | gate entropy | "
         "experts < 5% | class-expert MI (random) | family-expert MI (random leaders) | router input share |",
@@ -240,17 +268,19 @@ def _comparison_lines(summary: dict) -> list[str]:
         return []
     lines = [
         "",
-        f"Against `{summary['baseline']}` (test top-1): the difference of means, the exact two-sided permutation p "
+        f"Against `{summary['baseline']}` (test top-1): the difference of means with its two-sample t 95% "
+        "interval (pooled std), the exact two-sided permutation p "
         "(its smallest possible value at these seed counts in brackets), the pooled seed standard deviation and "
         "the smallest true difference these seeds detect with 80% power at alpha 0.05 (two-sample t).",
         "",
-        "| variant | difference | permutation p | pooled std | detectable difference |",
+        "| variant | difference (95% interval) | permutation p | pooled std | detectable difference |",
         "|---|---|---|---|---|",
     ]
     for name, c in rows:
+        low, high = c["ci95"]
         lines.append(
-            f"| {name} | {c['difference']:+.3f} | {c['permutation_p']:.2f} ({c['smallest_possible_p']:.2f}) | "
-            f"{c['pooled_std']:.3f} | {c['detectable_difference']:.3f} |"
+            f"| {name} | {c['difference']:+.3f} ({low:+.3f} to {high:+.3f}) | {c['permutation_p']:.2f} "
+            f"({c['smallest_possible_p']:.2f}) | {c['pooled_std']:.3f} | {c['detectable_difference']:.3f} |"
         )
     return lines
 

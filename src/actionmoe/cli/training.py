@@ -86,6 +86,12 @@ def add_ablate(commands) -> None:
         action="store_true",
         help="first write the config's synthetic dataset into OUT/hmdb51 and use it as data.root",
     )
+    ablate.add_argument(
+        "--vary-data",
+        action="store_true",
+        help="with --synthetic: seed N trains on its own synthetic dataset (synth.seed + N, in OUT/data-seedN) "
+        "and validation holdout (data.seed = N), so the spread includes the data's",
+    )
     add_config_args(ablate)
     ablate.set_defaults(handler=cmd_ablate)
 
@@ -143,16 +149,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from actionmoe.ablation import ablation_markdown, parse_variant, run_ablation
+    from actionmoe.ablation import ablation_markdown, check_variants, parse_variant, run_ablation
+    from actionmoe.config import load_config
     from actionmoe.workflows import acquire_demo_dataset
 
     if args.config is None:
         raise UsageError("ablate needs --config (a TOML file or a built-in name such as motion12)")
+    if args.vary_data and not args.synthetic:
+        raise UsageError("--vary-data needs --synthetic (it writes one synthetic dataset per seed)")
     variants = [parse_variant(text) for text in args.variant]
     base = list(args.overrides)
-    if args.synthetic:
+    check_variants(args.config, variants, args.seeds, tuple(base))  # before any dataset is written
+    per_seed = {}
+    if args.vary_data:
+        config = resolve_config(args)
+        for seed in range(args.seeds):
+            synth = f"synth.seed={config.synth.seed + seed}"
+            root = acquire_demo_dataset(load_config(args.config, [*base, synth]), args.out / f"data-seed{seed}")
+            per_seed[seed] = (synth, f"data.seed={seed}", f"data.root={root}")
+    elif args.synthetic:
         base.append(f"data.root={acquire_demo_dataset(resolve_config(args), args.out)}")
-    summary = run_ablation(args.config, variants, args.seeds, args.out, tuple(base))
+    summary = run_ablation(args.config, variants, args.seeds, args.out, tuple(base), per_seed)
     print(ablation_markdown(summary), end="")
     print(f"written: {args.out / 'ablation.md'}, ablation.json, ablation.png")
     return 0

@@ -66,12 +66,29 @@ def detectable_difference(std: float, seeds: int, alpha: float = 0.05, power: fl
     return float((t.ppf(1 - alpha / 2, df) + t.ppf(power, df)) * std * math.sqrt(2 / seeds))
 
 
+def difference_interval(
+    baseline: Sequence[float], variant: Sequence[float], level: float = 0.95
+) -> tuple[float, float]:
+    """The two-sample t confidence interval of mean(variant) - mean(baseline), from the pooled std."""
+    from scipy.stats import t
+
+    n1, n2 = len(baseline), len(variant)
+    difference = float(np.mean(variant) - np.mean(baseline))
+    if n1 + n2 <= 2:
+        return (float("-inf"), float("inf"))
+    half = t.ppf(0.5 + level / 2, n1 + n2 - 2) * pooled_std(baseline, variant) * math.sqrt(1 / n1 + 1 / n2)
+    return (difference - float(half), difference + float(half))
+
+
 def compare_arms(baseline: Sequence[float], variant: Sequence[float]) -> dict:
-    """The variant against the baseline: difference of means, exact permutation p, pooled std, detectable effect."""
+    """The variant against the baseline: difference of means with its 95% interval, exact permutation p,
+    pooled std and the detectable effect."""
     std = pooled_std(baseline, variant)
     seeds = min(len(baseline), len(variant))
+    low, high = difference_interval(baseline, variant)
     return {
         "difference": float(np.mean(variant) - np.mean(baseline)),
+        "ci95": [low, high],
         "permutation_p": permutation_p(baseline, variant),
         "smallest_possible_p": 2 / math.comb(len(baseline) + len(variant), len(baseline))
         if len(baseline) == len(variant)
