@@ -293,3 +293,113 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@dataclass
+class ModelHub:
+    """A loopback stand-in for the Hub's model repositories: what ``create_repo``, ``create_commit``,
+    ``list_repo_files`` and ``snapshot_download`` ask of it (huggingface_hub 2.4).
+
+    - ``POST /api/repos/create``: 200 with the URL, 409 when it exists; 401 without a token;
+    - ``POST /api/validate-yaml``: the model card's metadata block;
+    - ``POST /api/models/{repo}/preupload/{rev}``: every file ``regular`` (sent inline in the commit);
+    - ``POST /api/models/{repo}/commit/{rev}``: the NDJSON commit; all its files land at once under a new sha;
+    - ``GET /api/models/{repo}/revision/{rev}``, ``/tree/{rev}``, ``GET``/``HEAD /{repo}/resolve/{sha}/{path}``.
+    """
+
+    url: str = ""
+    repos: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo id -> files of its main revision
+    shas: dict[str, str] = field(default_factory=dict)
+    commits: list[tuple[str, list[str]]] = field(default_factory=list)  # (repo, paths) per commit
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+
+def model_hub_handler(hub: ModelHub):
+    import base64
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _json(self, value, status: int = 200) -> None:
+            body = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if status >= 400:
+                self.send_header("X-Error-Message", value.get("error", "error"))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
+            hub.requests.append((self.command, path))
+            body = self._body()
+            if not (self.headers.get("Authorization") or "").startswith("Bearer "):
+                self._json({"error": "Invalid username or password."}, 401)
+            elif path == "/api/repos/create":
+                payload = json.loads(body)
+                repo = f"{payload['organization']}/{payload['name']}"
+                if repo in hub.repos:
+                    self._json({"error": "You already created this model repo", "url": f"{hub.url}/{repo}"}, 409)
+                    return
+                hub.repos[repo], hub.shas[repo] = {}, "0" * 40
+                self._json({"url": f"{hub.url}/{repo}", "name": repo})
+            elif path == "/api/validate-yaml":  # the model card's metadata block: must be there to be checked
+                card = json.loads(body).get("content", "")
+                errors = [] if card.startswith("---\n") else [{"message": "no YAML metadata block"}]
+                self._json({"errors": errors, "warnings": []}, 400 if errors else 200)
+            elif "/preupload/" in path:
+                files = json.loads(body)["files"]
+                self._json(
+                    {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                )
+            elif "/commit/" in path:
+                repo = path.removeprefix("/api/models/").split("/commit/")[0]
+                lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                added = {
+                    line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                    for line in lines
+                    if line["key"] == "file"
+                }
+                hub.repos[repo] = {**hub.repos.get(repo, {}), **added}  # all of it at once
+                hub.shas[repo] = hashlib.sha1(repr(sorted(hub.repos[repo].items())).encode()).hexdigest()
+                hub.commits.append((repo, sorted(added)))
+                self._json({"commitUrl": f"{hub.url}/{repo}/commit/{hub.shas[repo]}", "commitOid": hub.shas[repo]})
+            else:
+                self._json({"error": f"{path} not found"}, 404)
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
+            hub.requests.append((self.command, path))
+            for repo, files in hub.repos.items():
+                api = f"/api/models/{repo}/"
+                if path.startswith(api + "revision/"):
+                    siblings = [{"rfilename": name} for name in files]
+                    self._json({"id": repo, "sha": hub.shas[repo], "siblings": siblings})
+                    return
+                if path.startswith(api + "tree/"):
+                    self._json([{"type": "file", "path": n, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                for n, b in sorted(files.items())])  # fmt: skip
+                    return
+                resolve = f"/{repo}/resolve/"
+                if path.startswith(resolve) and path[len(resolve) :].partition("/")[2] in files:
+                    body = files[path[len(resolve) :].partition("/")[2]]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("ETag", f'"{hashlib.sha1(body).hexdigest()}"')
+                    self.send_header("X-Repo-Commit", hub.shas[repo])
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                    return
+            self._json({"error": "Repository not found"}, 404)
+
+    return Handler

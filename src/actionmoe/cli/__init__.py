@@ -5,6 +5,7 @@ about.py      info, config show
 data.py       data synth | download | summary | scan | cache
 training.py   demo, train, evaluate, ablate
 use.py        predict, export, serve (the uses of a trained model)
+share.py      push (a model folder with its card, to the Hub)
 bench.py      bench data | model | train | predict
 
 A handler resolves its config, checks its arguments before any expensive work, calls one library
@@ -20,8 +21,8 @@ import sys
 from collections.abc import Sequence
 
 from actionmoe import __version__
-from actionmoe.cli import about, bench, data, training, use
-from actionmoe.cli.common import add_verbosity_args, examples
+from actionmoe.cli import about, bench, data, share, training, use
+from actionmoe.cli.common import add_verbosity_args, examples, resolve_remote_checkpoint
 from actionmoe.errors import ActionMoEError
 
 log = logging.getLogger("actionmoe")
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        resolve_remote_checkpoint(args)
         return args.handler(args) or 0
     except ActionMoEError as exc:
         print(f"actionmoe: error: {exc}", file=sys.stderr)
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         use.add_predict,
         use.add_export,
         use.add_serve,
+        share.add_push,
         bench.add_bench,
         data.add_data,
     ):

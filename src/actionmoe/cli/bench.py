@@ -8,6 +8,7 @@ from pathlib import Path
 
 from actionmoe.cli.common import (
     add_config_args,
+    checkpoint_source,
     print_result,
     resolve_config,
 )
@@ -44,7 +45,12 @@ def add_bench(commands) -> None:
     add_config_args(bench_train, default="hmdb51")
     bench_train.set_defaults(handler=cmd_bench_train)
     bench_predict = bench_commands.add_parser("predict", help="predict_many videos/s and onnxruntime vs PyTorch")
-    bench_predict.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
+    bench_predict.add_argument(
+        "--checkpoint",
+        type=checkpoint_source,
+        required=True,
+        help="a best.safetensors file, a model folder or hf://OWNER/NAME",
+    )
     bench_predict.add_argument("--videos", required=True, help="a folder (or glob) of videos to predict")
     bench_predict.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
     bench_predict.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -90,3 +90,18 @@ def examples(*commands: str) -> dict:
         "epilog": "examples:\n" + "\n".join(f"  {command}" for command in commands),
         "formatter_class": argparse.RawDescriptionHelpFormatter,
     }
+
+
+def checkpoint_source(text: str) -> Path | str:
+    """An argparse type for --checkpoint: a path, or an ``hf://OWNER/NAME[@REV]`` reference kept as text
+    (``resolve_remote_checkpoint`` fetches it once the command runs, where its errors are one line)."""
+    return text if text.startswith("hf://") else Path(text)
+
+
+def resolve_remote_checkpoint(args) -> None:
+    """Replace an hf:// --checkpoint by the model folder it names, downloaded (cached)."""
+    reference = getattr(args, "checkpoint", None)
+    if isinstance(reference, str):
+        from actionmoe.runtime.repository import fetch_model_folder
+
+        args.checkpoint = fetch_model_folder(reference)

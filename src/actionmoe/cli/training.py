@@ -8,6 +8,7 @@ from pathlib import Path
 from actionmoe.cli.common import (
     add_config_args,
     add_device_arg,
+    checkpoint_source,
     examples,
     print_result,
     resolve_config,
@@ -52,7 +53,7 @@ def add_evaluate(commands) -> None:
         ),
     )
     target = evaluate.add_mutually_exclusive_group(required=True)
-    target.add_argument("--checkpoint", type=Path, help="a best.safetensors / last.safetensors file")
+    target.add_argument("--checkpoint", type=checkpoint_source, help="a best.safetensors / last.safetensors file")
     target.add_argument(
         "--all-splits",
         type=Path,

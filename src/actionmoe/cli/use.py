@@ -8,6 +8,7 @@ from pathlib import Path
 
 from actionmoe.cli.common import (
     add_device_arg,
+    checkpoint_source,
     examples,
     print_result,
 )
@@ -27,7 +28,12 @@ def add_predict(commands) -> None:
         ),
     )
     predict.add_argument("videos", nargs="+", help="video files, folders (searched recursively) or glob patterns")
-    predict.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
+    predict.add_argument(
+        "--checkpoint",
+        type=checkpoint_source,
+        required=True,
+        help="a best.safetensors file, a model folder or hf://OWNER/NAME",
+    )
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
     add_device_arg(predict)
     predict.add_argument(
@@ -75,7 +81,12 @@ def add_export(commands) -> None:
             "actionmoe export --checkpoint best.safetensors --out model.pt2",
         ),
     )
-    export.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
+    export.add_argument(
+        "--checkpoint",
+        type=checkpoint_source,
+        required=True,
+        help="a best.safetensors file, a model folder or hf://OWNER/NAME",
+    )
     export.add_argument("--out", type=Path, required=True, help="e.g. model.pt2 (a .json sidecar is written beside)")
     export.add_argument("--batch-size", type=int, default=1, help="example batch for tracing; the axis is dynamic")
     export.add_argument(
@@ -95,7 +106,12 @@ def add_serve(commands) -> None:
             "actionmoe serve --checkpoint model.onnx --workers 2 --top-k 3",
         ),
     )
-    serve.add_argument("--checkpoint", type=Path, required=True, help="a best.safetensors file")
+    serve.add_argument(
+        "--checkpoint",
+        type=checkpoint_source,
+        required=True,
+        help="a best.safetensors file, a model folder or hf://OWNER/NAME",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     add_device_arg(serve)

@@ -30,7 +30,7 @@ def initialise_from(model: nn.Module, path: Path, classes: tuple[str, ...]) -> s
         WeightsError: no such file, or weights that do not fit this model (other backbone or
             motion settings): the keys or shapes that differ, never silently dropped.
     """
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"model.init_from {path} does not exist")
     try:
         checkpoint = load_checkpoint(path)

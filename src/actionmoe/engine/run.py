@@ -6,7 +6,7 @@ The rules for reading a run written by an earlier version live in ``runtime.comp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,8 @@ from actionmoe.files import ensure_writable, exclusive_lock, read_jsonl, remove_
 from actionmoe.models.recognizer import build_model
 from actionmoe.runtime.checkpoint import Checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from actionmoe.runtime.compat import check_compatible, preprocessing_record
-from actionmoe.runtime.device import pick_device, prepare_model, unwrap_model
+from actionmoe.runtime.device import machine_record, pick_device, prepare_model, unwrap_model
+from actionmoe.runtime.repository import HUB_PREFIX, fetch_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ def train_model(config: Config, out: Path | None = None, force: bool = False) ->
         splits = build_splits(config.data)  # a missing dataset fails before the run folder or its lock exist
         if not splits.train:
             raise DatasetError(f"the training set of split {config.data.split} is empty; check data.root")
-        if config.model.init_from and not Path(config.model.init_from).is_file():
+        if config.model.init_from.startswith(HUB_PREFIX):  # fetched once, before the run folder is touched
+            folder = fetch_model_folder(config.model.init_from)
+            config = replace(config, model=replace(config.model, init_from=str(folder)))
+        if config.model.init_from and not Path(config.model.init_from).exists():
             raise WeightsError(f"model.init_from {config.model.init_from} does not exist")
         check_trackers(config.train.trackers)
         if not context.is_main:
@@ -142,9 +146,15 @@ def _ensure_best(run_dir: Path, last: Checkpoint, finished: bool) -> None:
     meta["best_metric"], meta["best_epoch"] = -1.0, -1
 
 
-def run_metadata(config: Config, classes: tuple[str, ...], train_counts: list[int] | None = None) -> dict:
+def run_metadata(
+    config: Config,
+    classes: tuple[str, ...],
+    train_counts: list[int] | None = None,
+    device: torch.device | None = None,
+) -> dict:
     """What every checkpoint of this run records besides its training state."""
     return {
+        "machine": None if device is None else machine_record(device),
         "config": config_to_dict(config),
         "classes": list(classes),
         "train_class_counts": train_counts,
@@ -242,7 +252,7 @@ def _run_trainer(
         run_dir,
         device=device,
         context=context,
-        run_meta=run_metadata(config, splits.classes, class_counts(splits.train, len(splits.classes))),
+        run_meta=run_metadata(config, splits.classes, class_counts(splits.train, len(splits.classes)), device),
         resume=resume,
         class_weights=_loss_weights(config.train, splits),
         trackers=trackers,

@@ -34,6 +34,7 @@ from actionmoe.errors import CheckpointError, ConfigError, UsageError, VideoDeco
 from actionmoe.runtime.checkpoint import check_class_list
 from actionmoe.runtime.compat import preprocessing_from_record
 from actionmoe.runtime.device import inference_precision, pick_device, precision_policy
+from actionmoe.runtime.repository import HUB_PREFIX, fetch_model_folder
 from actionmoe.runtime.restore import RestoredModel, restore_model
 from actionmoe.runtime.views import predict_views
 
@@ -155,8 +156,11 @@ class Predictor:
     def from_checkpoint(
         cls, path: str | Path, device: str = "auto", precision: str | None = None, engine: str = "auto"
     ) -> Predictor:
-        """``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16.
+        """``path``: a checkpoint file, a model folder, or ``hf://OWNER/NAME[@REVISION]`` (downloaded, cached).
+        ``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16.
         ``engine``: ``auto`` (ONNX for a .onnx file, else PyTorch), ``torch`` or ``onnx``."""
+        if isinstance(path, str) and path.startswith(HUB_PREFIX):
+            path = fetch_model_folder(path)
         engine = choose_engine(Path(path), engine)
         if engine == "onnx":
             return cls.from_onnx(path, device)

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 
 from actionmoe.errors import CheckpointError
 from actionmoe.files import write_atomically
+from actionmoe.runtime.repository import check_model_folder, is_model_folder, model_folder_weights
 
 FORMAT = "actionmoe-checkpoint"
 FORMAT_VERSION = 1
@@ -59,10 +60,19 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
 
     ``training_state`` also reads optimiser tensors and RNG states.
 
+    ``path`` may also be a model folder (``runtime.repository``): its ``model.safetensors`` is read
+    and checked against its ``config.json``.
+
     Raises:
         CheckpointError: no such file, an unreadable one (permissions), a damaged one, one that is
-            not an actionmoe checkpoint, or one whose weights hold NaN or infinity.
+            not an actionmoe checkpoint, or one whose weights hold NaN or infinity; a model folder
+            that carries pickle or code files or disagrees with its weights.
     """
+    if is_model_folder(path):
+        weights, record = model_folder_weights(path)
+        checkpoint = load_checkpoint(weights, training_state)
+        check_model_folder(path, record, checkpoint.sha256, checkpoint.meta)
+        return checkpoint
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:  # safetensors reports a denied open as its own error, not PermissionError

@@ -139,3 +139,14 @@ def timed(work: Callable[[], object], device: torch.device | str) -> float:
     work()
     synchronize(device)
     return time.perf_counter() - started
+
+
+def machine_record(device: torch.device) -> dict:
+    """What a run trained on, for its checkpoints and model card: the device by name, torch, the platform."""
+    import platform
+
+    if device.type == "cuda":
+        name = f"cuda ({torch.cuda.get_device_name(device)})"
+    else:
+        name = f"{device.type} ({platform.processor() or platform.machine()})"
+    return {"device": name, "torch": torch.__version__, "platform": platform.platform()}
