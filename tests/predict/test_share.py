@@ -51,6 +51,16 @@ def test_a_model_folder_predicts_as_the_checkpoint_it_came_from(model_folder, pr
         assert [p.score for p in actual.predictions] == pytest.approx([p.score for p in expected.predictions])
 
 
+def test_evaluate_on_a_model_folder_writes_inside_it(model_folder, trained_run, dataset_root, tmp_path, capsys):
+    folder = tmp_path / "copy"
+    shutil.copytree(model_folder, folder)
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(folder), "--root", str(dataset_root))
+    assert code == 0, err
+    metrics = json.loads((folder / "evaluation" / "metrics.json").read_text())
+    expected = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
+    assert metrics["video_level"]["top1"] == pytest.approx(expected["video_level"]["top1"])
+
+
 def tampered(model_folder: Path, tmp_path: Path, how: str) -> Path:
     folder = tmp_path / how
     shutil.copytree(model_folder, folder)
@@ -117,7 +127,7 @@ def model_hub():
     server.server_close()
 
 
-def hub_cli(hub, tmp_path: Path, *args: str, token: bool = True):
+def hub_cli(hub, tmp_path: Path, *args: str, token: bool = True, cwd: Path | None = None):
     import os
     import subprocess
     import sys
@@ -135,11 +145,13 @@ def hub_cli(hub, tmp_path: Path, *args: str, token: bool = True):
     if token:
         env["HF_TOKEN"] = "hf_loopback_token"
     command = [sys.executable, "-m", "actionmoe", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 @pytest.mark.slow
-def test_push_then_predict_from_the_hub_gives_the_local_predictions(trained_run, model_hub, tmp_path, predictor):
+def test_push_then_predict_from_the_hub_gives_the_local_predictions(
+    trained_run, dataset_root, model_hub, tmp_path, predictor
+):
     pushed = hub_cli(model_hub, tmp_path, "push", str(trained_run), "--repo", "someone/tiny-motions")
     assert pushed.returncode == 0, pushed.stderr
     assert model_hub.commits == [("someone/tiny-motions", ["README.md", "config.json", "model.safetensors"])]
@@ -156,6 +168,13 @@ def test_push_then_predict_from_the_hub_gives_the_local_predictions(trained_run,
     local = predictor.predict(video)
     assert [p["label"] for p in remote["predictions"]] == [p.label for p in local.predictions]
     assert [p["score"] for p in remote["predictions"]] == pytest.approx([p.score for p in local.predictions])
+    reference = "hf://someone/tiny-motions"
+    evaluated = hub_cli(
+        model_hub, tmp_path, "evaluate", "--checkpoint", reference, "--root", str(dataset_root), cwd=tmp_path
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    written = json.loads((tmp_path / "runs/hub/someone--tiny-motions/evaluation/metrics.json").read_text())
+    assert written["video_level"]["top1"] == pytest.approx(metrics["video_level"]["top1"])
 
 
 @pytest.mark.slow

@@ -105,3 +105,14 @@ def resolve_remote_checkpoint(args) -> None:
         from actionmoe.runtime.repository import fetch_model_folder
 
         args.checkpoint = fetch_model_folder(reference)
+        args.checkpoint_reference = reference  # outputs go beside the working directory, never into the Hub cache
+
+
+def default_output_folder(args, name: str) -> Path:
+    """Where a command writes by default about --checkpoint: beside the checkpoint file, inside a local model
+    folder, or for an hf:// model under runs/hub/OWNER--NAME (never inside the Hub's download cache)."""
+    reference = getattr(args, "checkpoint_reference", None)
+    if reference is not None:
+        return Path("runs") / "hub" / reference.removeprefix("hf://").replace("/", "--").replace("@", "--") / name
+    checkpoint = Path(args.checkpoint)
+    return (checkpoint if checkpoint.is_dir() else checkpoint.parent) / name

@@ -9,6 +9,7 @@ from actionmoe.cli.common import (
     add_config_args,
     add_device_arg,
     checkpoint_source,
+    default_output_folder,
     examples,
     print_result,
     resolve_config,
@@ -137,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     views = parse_views(args.views) if args.views else None
     options = EvaluationOptions(args.split, views, args.root, args.device, args.batch_size, args.workers)
     if args.checkpoint is not None:
-        out = args.out or args.checkpoint.parent / "evaluation"
+        out = args.out or default_output_folder(args, "evaluation")
         metrics = evaluate_into(args.checkpoint, out, options)
         print_result(
             metrics, args.json, f"{headline(metrics)}\nreport: {out / 'report.md'} (plots and metrics.json beside it)"
