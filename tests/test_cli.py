@@ -19,10 +19,18 @@ def test_info(capsys):
     code, out, _ = run(capsys, "info", "--json")
     report = json.loads(out)
     assert code == 0 and "rars" in report["rar_extractors"] and "opencv" in report["decoders"]
-    extras = {"web": True, "export": True, "notebook": True, "hub": True, "tensorboard": True, "track": True}
+    extras = {
+        "web": True,
+        "export": True,
+        "notebook": True,
+        "hub": True,
+        "tensorboard": True,
+        "app": True,
+        "track": True,
+    }
     assert report["extras"] == extras
     code, out, _ = run(capsys, "info")
-    assert "extras installed: web, export, notebook, hub, tensorboard, track" in out
+    assert "extras installed: web, export, notebook, hub, tensorboard, app, track" in out
 
 
 def test_download_from_loopback_mirror_then_summary(capsys, tiny_archives, http_server, tmp_path):

@@ -5,6 +5,7 @@ about.py      info, config show
 data.py       data synth | download | summary | scan | cache
 training.py   demo, train, evaluate, ablate
 use.py        predict, export, serve (the uses of a trained model)
+app.py        app (the Gradio app)
 share.py      push (a model folder with its card, to the Hub)
 bench.py      bench data | model | train | predict
 
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from actionmoe import __version__
-from actionmoe.cli import about, bench, data, share, training, use
+from actionmoe.cli import about, app, bench, data, share, training, use
 from actionmoe.cli.common import add_verbosity_args, examples, resolve_remote_checkpoint
 from actionmoe.errors import ActionMoEError
 
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         use.add_predict,
         use.add_export,
         use.add_serve,
+        app.add_app,
         share.add_push,
         bench.add_bench,
         data.add_data,

@@ -33,6 +33,7 @@ EXTRAS = {
     "notebook": ("ipykernel", "ipywidgets", "nbclient", "nbformat"),
     "hub": ("huggingface_hub",),
     "tensorboard": ("tensorboard",),
+    "app": ("gradio", "gradio_client"),
     "track": ("tensorboard", "mlflow", "sqlalchemy", "alembic", "pandas", "wandb"),
 }
 

@@ -1,0 +1,90 @@
+"""``actionmoe app``: a Gradio app around a Predictor, for hosted notebooks (Colab, Kaggle) and Spaces.
+
+Upload or record a video (the webcam), get the ranked actions as a label and, for a video longer
+than one window, the timeline plot. ``build_app(predictor)`` returns the Blocks, so a notebook cell
+can ``launch(share=True)``: the public link is how a browser reaches an app inside Colab or Kaggle.
+Predictions go through the same Predictor as ``predict`` and ``serve``; Gradio's queue bounds how
+many run at once (``concurrency``). Uploads live in Gradio's content-addressed cache, where two
+clients sending the same file share one copy, so they are not deleted per request (that would pull
+the file from under the other); Gradio's sweep deletes every upload and answer older than
+``CACHE_SECONDS`` (checked as often). An unreadable file is one message (a Gradio error), and the
+next upload works.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from actionmoe.errors import UsageError, VideoDecodeError
+from actionmoe.predict.predictor import Predictor
+from actionmoe.predict.timeline import plot_timeline, predict_timeline
+
+log = logging.getLogger(__name__)
+
+API_NAME = "classify"  # gradio_client: Client(url).predict(handle_file(video), api_name="/classify")
+TIMELINE_WINDOW, TIMELINE_STRIDE = "2.0", "1.0"  # seconds
+CACHE_SECONDS = 600  # uploads older than this are deleted, swept this often
+
+
+def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5):
+    """The Gradio Blocks of ``predictor``; ``concurrency`` predictions at most run at once (the rest queue).
+
+    Raises:
+        UsageError: Gradio is not installed, or ``concurrency`` is below 1.
+    """
+    try:
+        import gradio as gr
+    except ImportError:
+        raise UsageError("the app needs Gradio: pip install 'actionmoe[app]'") from None
+    if concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
+
+    def classify(video: str | None):
+        if not video:
+            raise gr.Error("Upload or record a video first.")
+        try:
+            return answer(predictor, Path(video), top_k)
+        except (VideoDecodeError, UsageError) as exc:
+            raise gr.Error(f"Cannot classify this file: {exc}") from None
+
+    sweep = (CACHE_SECONDS, CACHE_SECONDS)  # Gradio's copies of uploads and answers: deleted when this old
+    with gr.Blocks(title="actionmoe", analytics_enabled=False, delete_cache=sweep) as app:
+        gr.Markdown(
+            f"# Action recognition\n{len(predictor.classes)} classes: {', '.join(predictor.classes[:20])}"
+            + (" ..." if len(predictor.classes) > 20 else "")
+        )
+        with gr.Row():
+            video = gr.Video(sources=["upload", "webcam"], label="video")
+            with gr.Column():
+                label = gr.Label(num_top_classes=top_k, label="actions")
+                timeline = gr.Image(label="timeline (videos longer than one window)", type="numpy")
+        button = gr.Button("Classify", variant="primary")
+        button.click(classify, inputs=video, outputs=[label, timeline], api_name=API_NAME)
+    app.queue(default_concurrency_limit=concurrency)
+    return app
+
+
+def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict[str, float], np.ndarray | None]:
+    """{label: score} of the whole video, and the timeline plot (RGB [H, W, 3]) when it spans several windows.
+
+    Raises:
+        VideoDecodeError: the file cannot be read as a video.
+    """
+    result = predictor.predict(path, top_k=top_k)
+    if result.error:
+        raise VideoDecodeError(result.error)
+    scores = {p.label: p.score for p in result.predictions}
+    timeline = predict_timeline(predictor, path, TIMELINE_WINDOW, TIMELINE_STRIDE, top_k=top_k)
+    if len(timeline.windows) < 2:
+        return scores, None
+    from matplotlib.image import imread
+
+    with tempfile.TemporaryDirectory(prefix="actionmoe-app-") as scratch:
+        plot = Path(scratch) / "timeline.png"
+        plot_timeline(timeline, plot)
+        image = (imread(plot)[..., :3] * 255).astype(np.uint8)  # [H, W, 3]
+    return scores, image
