@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,59 @@ def test_ten_clients_at_once_are_all_answered(app_url, predictor):
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(ask, range(10), timeout=600))
     assert answers == [expected] * 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_real_browser_uploads_a_video_and_sees_the_ranked_actions(app_url, predictor):
+    from playwright.sync_api import sync_playwright
+
+    video = FIXTURES / "test.mp4"
+    expected = predictor.predict(video).predictions[0].label
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        page = browser.new_page()
+        page.goto(app_url)
+        actions = page.locator("#actions")
+        actions.wait_for()
+        assert expected not in actions.inner_text()  # nothing ranked before a video is sent
+        page.locator("#video input[type=file]").set_input_files(str(video))
+        page.get_by_role("button", name="Classify").click()
+        actions.get_by_text(expected).first.wait_for(timeout=120_000)
+        shown = actions.inner_text()
+        browser.close()
+    assert all(label in shown for label in predictor.classes) and "%" in shown  # every class ranked, in percent
+
+
+def test_a_space_folder_runs_the_same_app(trained_run, predictor, tmp_path, capsys):
+    import runpy
+
+    from gradio_client import handle_file
+
+    from tests.helpers import run
+
+    space = tmp_path / "space"
+    code, out, err = run(capsys, "app", "--checkpoint", str(trained_run / "best.safetensors"), "--space", str(space))
+    assert code == 0, err
+    assert sorted(p.name for p in space.iterdir()) == ["README.md", "app.py", "model", "requirements.txt"]
+    assert "sdk: gradio" in (space / "README.md").read_text()
+    assert (space / "requirements.txt").read_text().startswith("actionmoe[app]==")
+    here = os.getcwd()
+    os.chdir(space)  # a Space runs app.py from its own folder
+    try:
+        app = runpy.run_path("app.py", run_name="space")["app"]
+    finally:
+        os.chdir(here)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        video = FIXTURES / "arm_wrestling.mp4"
+        label, _ = client(f"http://127.0.0.1:{port}/").predict(handle_file(str(video)), api_name="/classify")
+    finally:
+        app.close()
+    assert label["label"] == predictor.predict(video).predictions[0].label
+    code, _, err = run(capsys, "app", "--checkpoint", str(trained_run / "best.safetensors"), "--space", str(space))
+    assert code == 2 and "not empty" in err

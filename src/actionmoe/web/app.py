@@ -58,9 +58,9 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5):
             + (" ..." if len(predictor.classes) > 20 else "")
         )
         with gr.Row():
-            video = gr.Video(sources=["upload", "webcam"], label="video")
+            video = gr.Video(sources=["upload", "webcam"], label="video", elem_id="video")
             with gr.Column():
-                label = gr.Label(num_top_classes=top_k, label="actions")
+                label = gr.Label(num_top_classes=top_k, label="actions", elem_id="actions")
                 timeline = gr.Image(label="timeline (videos longer than one window)", type="numpy")
         button = gr.Button("Classify", variant="primary")
         button.click(classify, inputs=video, outputs=[label, timeline], api_name=API_NAME)
@@ -88,3 +88,38 @@ def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict[str, floa
         plot_timeline(timeline, plot)
         image = (imread(plot)[..., :3] * 255).astype(np.uint8)  # [H, W, 3]
     return scores, image
+
+
+SPACE_APP = """\
+# A Hugging Face Space (Gradio SDK) for an actionmoe model, written by `actionmoe app --space`.
+from actionmoe.predict.predictor import Predictor
+from actionmoe.web.app import build_app
+
+app = build_app(Predictor.from_checkpoint("model", device="auto"), concurrency={concurrency})
+
+if __name__ == "__main__":
+    app.launch()
+"""
+
+
+def write_space(checkpoint: Path, out: Path, concurrency: int = 2) -> Path:
+    """A Space folder: ``app.py``, ``requirements.txt`` (this actionmoe with its app extra), ``README.md``
+    (the Space's settings) and the model folder in ``model/`` (``predict.share.write_model_folder``).
+
+    Raises:
+        UsageError: ``out`` is not an empty folder.
+        CheckpointError: the checkpoint does not load.
+    """
+    from actionmoe import __version__
+    from actionmoe.files import check_output_folder, write_atomically
+    from actionmoe.predict.share import write_model_folder
+
+    check_output_folder(out, "--space")
+    if any(out.iterdir()):
+        raise UsageError(f"--space {out} is not empty; give a new or empty folder")
+    write_model_folder(checkpoint, out / "model")
+    write_atomically(out / "app.py", SPACE_APP.format(concurrency=concurrency))
+    write_atomically(out / "requirements.txt", f"actionmoe[app]=={__version__}\n")
+    settings = "---\ntitle: actionmoe\nsdk: gradio\napp_file: app.py\npinned: false\n---\n\nAction recognition.\n"
+    write_atomically(out / "README.md", settings)
+    return out
