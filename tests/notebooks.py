@@ -32,6 +32,7 @@ DEMO_PARAMETERS = {
         'model.motion_taps=["layer4"]',
         "train.batch_size=4",
     ],
+    "share_app": False,  # the Gradio cell on loopback: CI has no internet for a public link
 }
 
 

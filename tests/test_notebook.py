@@ -47,6 +47,13 @@ def _outputs(notebook: nbformat.NotebookNode, cell_id: str) -> list:
 
 
 @pytest.mark.slow
+def test_the_notebook_s_gradio_cell_launches_the_app_on_loopback(executed):
+    notebook, _ = executed
+    text = "".join(out.get("text", "") for out in _outputs(notebook, "gradio") if out.output_type == "stream")
+    assert "app: http://127.0.0.1:" in text  # share_app=False: no public link in CI
+
+
+@pytest.mark.slow
 def test_the_notebook_runs_end_to_end_on_the_demo_parameters(executed):
     notebook, folder = executed
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
