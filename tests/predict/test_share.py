@@ -189,3 +189,21 @@ def test_hub_failures_are_one_line(trained_run, model_hub, tmp_path, model_folde
     assert not any(path.endswith("model.safetensors") for _, path in model_hub.requests if "evil" in path)
     refused = hub_cli(model_hub, tmp_path, "push", str(trained_run), "--repo", "someone/x", token=False)
     assert refused.returncode == 2 and "needs a Hub token" in refused.stderr and not model_hub.commits
+
+
+@pytest.mark.slow
+def test_an_onnx_export_of_the_same_checkpoint_travels_with_the_model(trained_run, tmp_path, capsys, predictor):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(trained_run / "best.safetensors", run_dir)
+    code, _, err = run(
+        capsys, "export", "--checkpoint", str(run_dir / "best.safetensors"), "--out", str(run_dir / "x.onnx")
+    )
+    assert code == 0, err
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "push", str(run_dir), "--repo", "a/b", "--dry-run", str(out))
+    assert code == 0, err
+    assert {"model.onnx", "model.onnx.json"} <= {p.name for p in out.iterdir()}
+    video = FIXTURES / "test.mp4"
+    onnx = Predictor.from_checkpoint(out / "model.onnx", device="cpu").predict(video)
+    assert onnx.predictions[0].label == predictor.predict(video).predictions[0].label

@@ -17,6 +17,7 @@ from pathlib import Path
 from actionmoe.errors import CheckpointError, OutputError, UsageError
 from actionmoe.evaluation.reports import routing_effect_lines, routing_verdict
 from actionmoe.files import check_output_folder, write_atomically, write_json
+from actionmoe.predict.export import sidecar_path
 from actionmoe.runtime.checkpoint import load_checkpoint
 from actionmoe.runtime.repository import CONFIG, WEIGHTS, model_folder_record
 
@@ -59,9 +60,22 @@ def write_model_folder(source: Path, out: Path, repo_id: str | None = None) -> P
     run_dir = checkpoint_path.parent
     write_atomically(out / WEIGHTS, lambda tmp: shutil.copyfile(checkpoint_path, tmp))
     write_json(out / CONFIG, model_folder_record(checkpoint.sha256, checkpoint.meta))
+    onnx = matching_onnx_export(run_dir, checkpoint.sha256)
+    if onnx is not None:  # the sidecar keeps its name's relation: model.onnx -> model.onnx.json
+        write_atomically(out / "model.onnx", lambda tmp: shutil.copyfile(onnx, tmp))
+        write_atomically(out / "model.onnx.json", lambda tmp: shutil.copyfile(sidecar_path(onnx), tmp))
     metrics = _read_json(run_dir / "evaluation" / "metrics.json")
     write_atomically(out / CARD, model_card(checkpoint.meta, metrics, repo_id or "OWNER/NAME"))
     return out
+
+
+def matching_onnx_export(run_dir: Path, checkpoint_sha256: str) -> Path | None:
+    """An ONNX export in the run folder made from this very checkpoint (its sidecar says so), or None."""
+    for candidate in sorted(run_dir.glob("*.onnx")):
+        sidecar = _read_json(sidecar_path(candidate))
+        if sidecar and sidecar.get("checkpoint_sha256") == checkpoint_sha256:
+            return candidate
+    return None
 
 
 def _read_json(path: Path) -> dict | None:
