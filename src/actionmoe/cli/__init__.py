@@ -5,7 +5,7 @@ about.py      info, config show
 data.py       data synth | download | summary | scan | cache
 training.py   demo, train, evaluate, ablate
 use.py        predict, export, serve (the uses of a trained model)
-app.py        app (the Gradio app)
+app.py        app (the Gradio app), stream (webcams, network streams, files as they play)
 share.py      push (a model folder with its card, to the Hub)
 bench.py      bench data | model | train | predict
 
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         use.add_export,
         use.add_serve,
         app.add_app,
+        app.add_stream,
         share.add_push,
         bench.add_bench,
         data.add_data,

@@ -1,4 +1,4 @@
-"""``actionmoe app``: the Gradio app (upload or webcam, ranked actions, timeline), public with --share."""
+"""Live use: ``actionmoe app`` (the Gradio app, public with --share) and ``actionmoe stream`` (webcams, streams)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,56 @@ def cmd_app(args: argparse.Namespace) -> int:
     app = build_app(Predictor.from_checkpoint(args.checkpoint, args.device), args.concurrency, args.top_k)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
+
+
+def add_stream(commands) -> None:
+    stream = commands.add_parser(
+        "stream",
+        help="classify a webcam, an RTSP/HTTP/UDP stream or a file window by window, as frames arrive",
+        **examples(
+            "actionmoe stream 0 --checkpoint best.safetensors                  # the first webcam",
+            "actionmoe stream rtsp://camera.local/live --checkpoint hf://me/actionmoe-hmdb51 --out live.jsonl",
+            "actionmoe stream match.mp4 --realtime --checkpoint best.safetensors   # a file at its own pace",
+        ),
+    )
+    stream.add_argument("source", help="a webcam index or /dev/videoN, a stream URL, or a video file")
+    stream.add_argument(
+        "--checkpoint", type=checkpoint_source, required=True, help="a checkpoint, a model folder or hf://OWNER/NAME"
+    )
+    stream.add_argument("--window", default="2.0", help="seconds (2.0) or frames (48f) per window (default 2.0)")
+    stream.add_argument("--stride", default="1.0", help="seconds or frames between windows (default 1.0)")
+    stream.add_argument("--realtime", action="store_true", help="read a file at its own frame rate, as if live")
+    stream.add_argument("--top-k", type=int, default=3, help="classes per window (default 3)")
+    stream.add_argument("--reconnects", type=int, default=3, help="reopen a dropped network stream (default 3)")
+    stream.add_argument("--out", type=Path, help="JSON lines file (default: standard output)")
+    add_device_arg(stream)
+    stream.set_defaults(handler=cmd_stream)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """One JSON line per window; the summary on stderr; exit 1 when the source could not be read at all."""
+    import json
+    import sys
+
+    from actionmoe.files import check_output_file
+    from actionmoe.predict.predictor import Predictor
+    from actionmoe.predict.stream import StreamOptions, check_stream_options, run_stream
+
+    options = StreamOptions(args.window, args.stride, args.top_k, args.realtime, args.reconnects)
+    check_stream_options(options)
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+    out = open(args.out, "a", encoding="utf-8") if args.out is not None else sys.stdout  # noqa: SIM115
+    try:
+
+        def emit(row: dict) -> None:
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+
+        summary = run_stream(predictor, args.source, options, emit)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(summary.line(), file=sys.stderr)
+    return 0 if summary.windows or summary.ended in ("source ended", "interrupted") else 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -556,3 +557,88 @@ def frame_count(video: Path) -> int:
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise VideoDecodeError(f"{video}: {unopenable_reason(video)} ({exc})") from None
     return 0
+
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+LIVE_TIMEOUT_S = 5.0  # opening and reading a network stream; a silent source is a dropped one
+
+
+@dataclass(frozen=True)
+class LiveSource:
+    """Where ``actionmoe stream`` reads: a webcam (an index or /dev/videoN), a network URL or a file."""
+
+    target: str  # what FFmpeg opens
+    kind: str  # webcam | network | file
+    input_format: str | None = None  # v4l2 for webcams
+
+
+def live_source(text: str) -> LiveSource:
+    """Resolve ``0``, ``/dev/video0``, ``rtsp://...``/``http://...``/``udp://...`` or a file path.
+
+    Raises:
+        VideoDecodeError: a webcam index or device that does not exist, a file that is not a video.
+    """
+    if text.isdigit() or text.startswith("/dev/video"):
+        device = f"/dev/video{text}" if text.isdigit() else text
+        if not Path(device).exists():
+            raise VideoDecodeError(f"no webcam {text}: {device} does not exist")
+        return LiveSource(device, "webcam", "v4l2")
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in LIVE_SCHEMES:
+        return LiveSource(text, "network")
+    if scheme:
+        raise VideoDecodeError(f"{text}: unsupported stream protocol {scheme!r}; use one of {', '.join(LIVE_SCHEMES)}")
+    check_is_video(Path(text))
+    return LiveSource(text, "file")
+
+
+class LiveReader:
+    """Frames of a live source as they arrive: (seconds on the source's clock, RGB frame resized to ``size``).
+
+    PyAV (FFmpeg) reads devices, network streams and files alike. With ``realtime`` a file is read
+    at its own frame rate, as if it were live.
+
+    Raises (on entering):
+        VideoDecodeError: the source cannot be opened or holds no video stream.
+    """
+
+    def __init__(self, source: LiveSource, size: Size | None, realtime: bool = False) -> None:
+        self.source, self.size, self.realtime = source, size, realtime
+        self.container = None
+        self.fps = 25.0
+
+    def __enter__(self) -> LiveReader:
+        import av
+
+        _quiet_ffmpeg()
+        try:
+            self.container = av.open(
+                self.source.target, format=self.source.input_format, timeout=(LIVE_TIMEOUT_S, LIVE_TIMEOUT_S)
+            )
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            if self.source.kind == "file":
+                raise VideoDecodeError(f"{self.source.target}: {unopenable_reason(Path(self.source.target))}") from None
+            raise VideoDecodeError(f"{self.source.target}: cannot open ({exc})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoDecodeError(f"{self.source.target}: has no video stream")
+        stream = self.container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 25.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.container is not None:
+            self.container.close()
+
+    def frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Until the source ends, or its data stops making sense (a cut stream ends like a finished one)."""
+        started, first = time.monotonic(), None
+        for index, convert in PyAVReader._stream(self.container):
+            seconds = index / self.fps
+            if self.realtime:
+                first = started if first is None else first
+                delay = first + seconds - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield seconds, resize_frame(convert(), self.size)

@@ -136,8 +136,8 @@ def predict_timeline(
     window_span, stride_span = parse_span(window, "window"), parse_span(stride, "stride")
     probe_video(video)  # not a video (text, audio only, no decoder): one line before any path decodes
     fps = video_fps(video)
-    window_frames = _frames(*window_span, fps)
-    stride_frames = _frames(*stride_span, fps)
+    window_frames = span_frames(*window_span, fps)
+    stride_frames = span_frames(*stride_span, fps)
     offsets = window_offsets(predictor, window_frames)  # [V, clip_len] frame offsets inside a window
     windows, probabilities, seen = [], [], {"frames": 0}
     for batch in batched(_views(video, offsets, window_frames, stride_frames, fps, predictor, seek, seen), batch_size):
@@ -205,7 +205,8 @@ def _seeked_views(video: Path, offsets: np.ndarray, stride: int, fps: float, siz
         log.info("%s is damaged after %d windows; the timeline ends there", video, found)  # as plain predict does
 
 
-def _frames(value: float, unit: str, fps: float) -> int:
+def span_frames(value: float, unit: str, fps: float) -> int:
+    """A span of ``parse_span`` in frames at ``fps``: at least one."""
     return max(1, round(value if unit == "frames" else value * fps))
 
 
