@@ -69,3 +69,15 @@ def test_bench_predict_structure(trained_run, dataset_root):
     assert result["rows"][3]["max_probability_difference"] < 1e-4
     assert result["onnx_vs_torch"] == result["rows"][3]["rate"] / result["rows"][2]["rate"]
     assert "onnxruntime / PyTorch" in format_predict_benchmark(result)
+
+
+def test_bench_stream_reports_each_engine_against_real_time(trained_run):
+    from actionmoe.bench.stream import format_stream_benchmark, run_stream_benchmark
+    from actionmoe.config import load_config
+
+    result = run_stream_benchmark(load_config("demo"), trained_run / "best.safetensors", seconds=3.0)
+    assert [row["engine"] for row in result["rows"]] == ["pytorch", "onnxruntime"]
+    for row in result["rows"]:
+        assert row["windows_answered"] + row["windows_skipped"] == 2  # 2 s windows every 1 s of a 3 s video
+        assert 0 <= row["answered_in_time"] <= 1 and row["real_time_factor"] > 0
+    assert "real_time_factor" in format_stream_benchmark(result) and result["checkpoint"].endswith("best.safetensors")

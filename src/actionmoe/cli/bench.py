@@ -55,6 +55,14 @@ def add_bench(commands) -> None:
     bench_predict.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
     bench_predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench_predict.set_defaults(handler=cmd_bench_predict)
+    bench_stream = bench_commands.add_parser("stream", help="live classification against real time, PyTorch vs ONNX")
+    bench_stream.add_argument(
+        "--checkpoint", type=checkpoint_source, help="default: the recipe's model, random weights"
+    )
+    bench_stream.add_argument("--seconds", type=float, default=20.0, help="length of the streamed video (default 20)")
+    bench_stream.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_config_args(bench_stream, default="hmdb51")
+    bench_stream.set_defaults(handler=cmd_bench_stream)
     bench.set_defaults(handler=lambda _: bench.print_help(sys.stderr) or 2)
 
 
@@ -96,4 +104,14 @@ def cmd_bench_predict(args: argparse.Namespace) -> int:
         raise UsageError("--repeats must be at least 1")
     result = run_predict_benchmark(args.checkpoint, Path(args.videos), args.repeats)
     print_result(result, args.json, format_predict_benchmark(result))
+    return 0
+
+
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    from actionmoe.bench.stream import format_stream_benchmark, run_stream_benchmark
+
+    if not 3.0 <= args.seconds <= 600.0:
+        raise UsageError("--seconds must be between 3 and 600")
+    result = run_stream_benchmark(resolve_config(args), args.checkpoint, args.seconds)
+    print_result(result, args.json, format_stream_benchmark(result))
     return 0
