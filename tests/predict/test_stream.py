@@ -52,6 +52,12 @@ def test_realtime_follows_the_file_s_clock(predictor, tmp_path):
     assert elapsed >= 2.7  # 30 frames at 10 fps, not as fast as they decode
     assert [r["start_s"] for r in rows] == pytest.approx([0.5 * k for k in range(len(rows))])
     assert summary.windows == len(rows) >= 4 and all(r["latency_s"] >= 0 for r in rows)
+    timeline = predict_timeline(predictor, video, "1.0", "0.5", top_k=3)
+    answered = {round(r["start_s"], 3): r["predictions"][0]["label"] for r in rows}
+    same_windows = {
+        round(w.start_s, 3): w.predictions[0].label for w in timeline.windows if round(w.start_s, 3) in answered
+    }
+    assert same_windows == answered  # the timeline's top label for every window answered live
 
 
 def test_a_model_slower_than_real_time_skips_windows_and_says_so(predictor, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "videos"
 def app_url(predictor):
     from actionmoe.web.app import build_app
 
-    app = build_app(predictor, concurrency=2)
+    app = build_app(predictor, concurrency=2, examples=(FIXTURES / "test.mp4",))
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -36,12 +36,13 @@ def test_the_app_ranks_real_videos_as_the_predictor_does(app_url, predictor):
 
     app = client(app_url)
     for video in sorted(FIXTURES.iterdir()):
-        label, _ = app.predict(handle_file(str(video)), api_name="/classify")
+        label, thumbnail, _ = app.predict(handle_file(str(video)), api_name="/classify")
         expected = predictor.predict(video)
         ranked = [(c["label"], c["confidence"]) for c in label["confidences"]]
         assert [name for name, _ in ranked] == [p.label for p in expected.predictions], video.name
         assert [score for _, score in ranked] == pytest.approx([p.score for p in expected.predictions], abs=1e-5)
         assert label["label"] == expected.predictions[0].label
+        assert thumbnail is not None  # the middle frame with the top three, as predict --grid draws it
 
 
 def test_an_unreadable_upload_is_one_message_and_the_next_one_works(app_url, tmp_path):
@@ -52,7 +53,7 @@ def test_an_unreadable_upload_is_one_message_and_the_next_one_works(app_url, tmp
     app = client(app_url)
     with pytest.raises(Exception, match="Cannot classify this file"):
         app.predict(handle_file(str(bad)), api_name="/classify")
-    label, _ = app.predict(handle_file(str(FIXTURES / "test.mp4")), api_name="/classify")
+    label, *_ = app.predict(handle_file(str(FIXTURES / "test.mp4")), api_name="/classify")
     assert label["confidences"]
 
 
@@ -63,7 +64,7 @@ def test_ten_clients_at_once_are_all_answered(app_url, predictor):
     expected = predictor.predict(video).predictions[0].label
 
     def ask(_: int) -> str:
-        label, _ = client(app_url).predict(handle_file(str(video)), api_name="/classify")
+        label, *_ = client(app_url).predict(handle_file(str(video)), api_name="/classify")
         return label["label"]
 
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
@@ -91,6 +92,7 @@ def test_a_real_browser_uploads_a_video_and_sees_the_ranked_actions(app_url, pre
         page.locator("#video input[type=file]").set_input_files(str(video))
         page.get_by_role("button", name="Classify").click()
         actions.get_by_text(expected).first.wait_for(timeout=120_000)
+        page.locator("#thumbnail img").first.wait_for(timeout=30_000)  # the middle frame with the top three
         shown = actions.inner_text()
         browser.close()
     assert all(label in shown for label in predictor.classes) and "%" in shown  # every class ranked, in percent
@@ -119,7 +121,7 @@ def test_a_space_folder_runs_the_same_app(trained_run, predictor, tmp_path, caps
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         video = FIXTURES / "arm_wrestling.mp4"
-        label, _ = client(f"http://127.0.0.1:{port}/").predict(handle_file(str(video)), api_name="/classify")
+        label, *_ = client(f"http://127.0.0.1:{port}/").predict(handle_file(str(video)), api_name="/classify")
     finally:
         app.close()
     assert label["label"] == predictor.predict(video).predictions[0].label

@@ -27,6 +27,7 @@ def add_app(commands) -> None:
     add_device_arg(app)
     app.add_argument("--concurrency", type=int, default=2, help="predictions at once; the rest queue (default 2)")
     app.add_argument("--top-k", type=int, default=5, help="how many classes to show (default 5)")
+    app.add_argument("--examples", type=Path, metavar="DIR", help="videos offered as one-click examples")
     app.add_argument(
         "--space", type=Path, metavar="DIR", help="write a Hugging Face Space folder (app, requirements, model) instead"
     )
@@ -43,7 +44,13 @@ def cmd_app(args: argparse.Namespace) -> int:
         folder = write_space(args.checkpoint, args.space, args.concurrency)
         print(f"Space folder: {folder} (app.py, requirements.txt, README.md, model/); upload it as a Gradio Space")
         return 0
-    app = build_app(Predictor.from_checkpoint(args.checkpoint, args.device), args.concurrency, args.top_k)
+    examples = ()
+    if args.examples is not None:
+        from actionmoe.predict.inputs import expand_inputs
+
+        examples = tuple(expand_inputs([str(args.examples)]))
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+    app = build_app(predictor, args.concurrency, args.top_k, examples)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
 

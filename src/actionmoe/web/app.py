@@ -22,6 +22,7 @@ import numpy as np
 from actionmoe.errors import UsageError, VideoDecodeError
 from actionmoe.predict.predictor import Predictor
 from actionmoe.predict.timeline import plot_timeline, predict_timeline
+from actionmoe.predict.visualize import save_prediction_grid
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,10 @@ TIMELINE_WINDOW, TIMELINE_STRIDE = "2.0", "1.0"  # seconds
 CACHE_SECONDS = 600  # uploads older than this are deleted, swept this often
 
 
-def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5):
+def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, examples: tuple[Path, ...] = ()):
     """The Gradio Blocks of ``predictor``; ``concurrency`` predictions at most run at once (the rest queue).
+
+    ``examples``: videos offered as one-click examples (for instance one per class of the checkpoint).
 
     Raises:
         UsageError: Gradio is not installed, or ``concurrency`` is below 1.
@@ -61,15 +64,19 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5):
             video = gr.Video(sources=["upload", "webcam"], label="video", elem_id="video")
             with gr.Column():
                 label = gr.Label(num_top_classes=top_k, label="actions", elem_id="actions")
+                thumbnail = gr.Image(label="middle frame and top three", type="numpy", elem_id="thumbnail")
                 timeline = gr.Image(label="timeline (videos longer than one window)", type="numpy")
         button = gr.Button("Classify", variant="primary")
-        button.click(classify, inputs=video, outputs=[label, timeline], api_name=API_NAME)
+        button.click(classify, inputs=video, outputs=[label, thumbnail, timeline], api_name=API_NAME)
+        if examples:
+            gr.Examples([[str(path)] for path in examples], inputs=video, label="examples")
     app.queue(default_concurrency_limit=concurrency)
     return app
 
 
-def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict[str, float], np.ndarray | None]:
-    """{label: score} of the whole video, and the timeline plot (RGB [H, W, 3]) when it spans several windows.
+def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """{label: score} of the whole video, its thumbnail with the top three (as ``predict --grid`` draws it),
+    and the timeline plot when it spans several windows; images RGB [H, W, 3].
 
     Raises:
         VideoDecodeError: the file cannot be read as a video.
@@ -78,16 +85,21 @@ def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict[str, floa
     if result.error:
         raise VideoDecodeError(result.error)
     scores = {p.label: p.score for p in result.predictions}
+    thumbnail = _png_array(lambda png: save_prediction_grid([result], predictor.classes, png))
     timeline = predict_timeline(predictor, path, TIMELINE_WINDOW, TIMELINE_STRIDE, top_k=top_k)
     if len(timeline.windows) < 2:
-        return scores, None
+        return scores, thumbnail, None
+    return scores, thumbnail, _png_array(lambda png: plot_timeline(timeline, png))
+
+
+def _png_array(draw) -> np.ndarray:
+    """What ``draw(path)`` writes as a PNG, read back as RGB [H, W, 3] uint8 (no file left behind)."""
     from matplotlib.image import imread
 
     with tempfile.TemporaryDirectory(prefix="actionmoe-app-") as scratch:
-        plot = Path(scratch) / "timeline.png"
-        plot_timeline(timeline, plot)
-        image = (imread(plot)[..., :3] * 255).astype(np.uint8)  # [H, W, 3]
-    return scores, image
+        png = Path(scratch) / "image.png"
+        draw(png)
+        return (imread(png)[..., :3] * 255).astype(np.uint8)
 
 
 SPACE_APP = """\
