@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actionmoe.data.decode import video_duration
 from actionmoe.errors import UsageError, VideoDecodeError
 from actionmoe.predict.predictor import Predictor
 from actionmoe.predict.timeline import plot_timeline, predict_timeline
@@ -86,6 +87,9 @@ def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict, np.ndarr
         raise VideoDecodeError(result.error)
     scores = {p.label: p.score for p in result.predictions}
     thumbnail = _png_array(lambda png: save_prediction_grid([result], predictor.classes, png))
+    duration = video_duration(path)  # from the header: a short video is not decoded again for a timeline
+    if 0 < duration <= float(TIMELINE_WINDOW) + float(TIMELINE_STRIDE):
+        return scores, thumbnail, None
     timeline = predict_timeline(predictor, path, TIMELINE_WINDOW, TIMELINE_STRIDE, top_k=top_k)
     if len(timeline.windows) < 2:
         return scores, thumbnail, None
