@@ -17,6 +17,7 @@ EXPECTED_FILES = {
     "confusion_matrix.csv",
     "confusion_matrix.png",
     "per_class_accuracy.png",
+    "reliability.png",
     "expert_usage.png",
     "class_expert_routing.png",
     "training_curves.png",

@@ -194,3 +194,25 @@ def test_the_routing_verdict_names_what_the_router_does():
     assert routing_verdict(even | {"class_expert_mi": 0.4}).startswith("The experts specialise by class")
     one_idle = even | {"experts_under_5_percent": 1, "fraction_routed": [0.7, 0.7, 0.6, 0.0]}
     assert routing_verdict(one_idle).startswith("Routing partly collapsed: 1 of 4 experts sees under 5%")
+
+
+def test_calibration_matches_a_hand_computed_case():
+    from actionmoe.evaluation.metrics import calibration
+
+    scores = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    labels = np.array([0, 1, 1, 1])
+    result = calibration(scores, labels)
+    # confidences 0.9 (right), 0.6 (wrong), 0.7 (right), 0.8 (right), each alone in its bin
+    assert result["ece"] == pytest.approx((0.1 + 0.6 + 0.3 + 0.2) / 4, abs=1e-6)
+    assert result["brier"] == pytest.approx((0.02 + 0.72 + 0.18 + 0.08) / 4)
+    used = [b for b in result["bins"] if b["videos"]]
+    pairs = [v for b in used for v in (b["confidence"], b["accuracy"])]
+    assert pairs == pytest.approx([0.6, 0, 0.7, 1, 0.8, 1, 0.9, 1])
+
+
+def test_confidence_that_equals_accuracy_has_no_calibration_error():
+    from actionmoe.evaluation.metrics import calibration
+
+    scores = np.tile([0.8, 0.2], (10, 1))
+    labels = np.array([0] * 8 + [1] * 2)  # 80% right at confidence 0.8
+    assert calibration(scores, labels)["ece"] == pytest.approx(0.0, abs=1e-6)

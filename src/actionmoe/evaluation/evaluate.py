@@ -16,7 +16,13 @@ from actionmoe.data.dataset import build_loader
 from actionmoe.data.transforms import Preprocessing
 from actionmoe.errors import CheckpointError, DatasetError, UsageError
 from actionmoe.evaluation.mechanisms import capture_head, direction_tests, routing_effect, twin_indices
-from actionmoe.evaluation.metrics import aggregate_views, classification_metrics, routing_health, topk_accuracy
+from actionmoe.evaluation.metrics import (
+    aggregate_views,
+    calibration,
+    classification_metrics,
+    routing_health,
+    topk_accuracy,
+)
 from actionmoe.files import read_jsonl
 from actionmoe.runtime.device import inference_precision, pick_device, synchronize
 from actionmoe.runtime.restore import RestoredModel, restore_model
@@ -164,6 +170,7 @@ def summarize(
         for name, count in zip(restored.classes, counts):
             video["per_class"][name]["train_videos"] = count
     matrix = video.pop("confusion")
+    video["calibration"] = calibration(video_scores, predictions.labels)
     num_views = predictions.view_probs.shape[1]
     clip_scores = predictions.view_probs.reshape(-1, predictions.view_probs.shape[2])
     clip_labels = np.repeat(predictions.labels, num_views)
@@ -189,6 +196,7 @@ def summarize(
             "top1": topk_accuracy(clip_scores, clip_labels, 1),
             "top5": topk_accuracy(clip_scores, clip_labels, 5),
             "clips": int(len(clip_labels)),
+            "calibration": {k: v for k, v in calibration(clip_scores, clip_labels).items() if k != "bins"},
         },
         "inference": inference_timing(predictions, num_views),
         "experts": expert_usage(predictions, restored.classes),

@@ -72,6 +72,39 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, classes: list
     }
 
 
+CALIBRATION_BINS = 15  # equal-width bins of top-1 confidence, the common report (Guo et al. 2017)
+
+
+def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """How far confidence is from accuracy: probabilities [N, C] (rows sum to 1) and labels [N].
+
+    - ``ece``: expected calibration error, top-1 confidence in ``bins`` equal-width bins
+      (``torchmetrics``' multiclass calibration error, L1);
+    - ``brier``: mean over videos of sum_c (p_c - y_c)^2 (0 = certain and right, 2 = certain and wrong);
+    - ``bins``: per bin its range, videos, mean confidence and accuracy (the reliability diagram).
+    """
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    probs, target = torch.from_numpy(np.asarray(scores, dtype=np.float32)), torch.from_numpy(np.asarray(labels))
+    ece = float(multiclass_calibration_error(probs, target.long(), scores.shape[1], n_bins=bins, norm="l1"))
+    brier = float(((scores - np.eye(scores.shape[1])[labels]) ** 2).sum(axis=1).mean())
+    confidence, correct = scores.max(axis=1), scores.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)  # (low, high] as torchmetrics
+    table = [
+        {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "videos": int((index == b).sum()),
+            "confidence": float(confidence[index == b].mean()) if (index == b).any() else None,
+            "accuracy": float(correct[index == b].mean()) if (index == b).any() else None,
+        }
+        for b in range(bins)
+    ]
+    return {"ece": ece, "brier": brier, "bins": table}
+
+
 def parse_views(text: str) -> tuple[int, int]:
     """``'CLIPSxCROPS'`` -> (clips, crops); clips >= 1, crops 1 or 3."""
     clips, sep, crops = text.lower().partition("x")

@@ -62,6 +62,24 @@ def plot_per_class_accuracy(accuracy: np.ndarray, classes: list[str], path: Path
     save_figure(fig, path, DPI)
 
 
+def plot_reliability(bins: list[dict], ece: float, path: Path) -> None:
+    """Accuracy against mean confidence per confidence bin, bar widths the bins; the diagonal is perfect."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    used = [b for b in bins if b["videos"]]
+    ax.bar([b["low"] for b in used], [b["accuracy"] for b in used], width=[b["high"] - b["low"] for b in used],
+           align="edge", color="#4C72B0", edgecolor="white", label="accuracy in the bin")  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="#C44E52", linestyle="--", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("top-1 confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability (video level), ECE {ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, DPI)
+
+
 def plot_expert_usage(fraction: list[float], mean_gate: list[float], path: Path) -> None:
     plt = pyplot()
     experts = np.arange(len(fraction))

@@ -20,6 +20,7 @@ from actionmoe.evaluation.plots import (
     plot_confusion,
     plot_expert_usage,
     plot_per_class_accuracy,
+    plot_reliability,
     plot_training_curves,
 )
 from actionmoe.files import (
@@ -47,6 +48,7 @@ REPORT_NAMES = {
     "confusion_matrix.csv",
     "confusion_matrix.png",
     "per_class_accuracy.png",
+    "reliability.png",
     "expert_usage.png",
     "class_expert_routing.png",
     "training_curves.png",
@@ -118,6 +120,9 @@ def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:
     metrics = evaluation.metrics
     classes = list(evaluation.classes)
     written = ["metrics.json", "report.md", "confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.png"]
+    calibrated = metrics["video_level"]["calibration"]
+    plot_reliability(calibrated["bins"], calibrated["ece"], out / "reliability.png")
+    written.append("reliability.png")
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     _write_confusion_csv(evaluation.confusion, classes, out / "confusion_matrix.csv")
     protocol = metrics["protocol"]
@@ -249,6 +254,23 @@ def _accuracy_lines(metrics: dict, plots: set[str]) -> list[str]:
         lines += ["", "![confusion matrix, each row sums to 1](confusion_matrix.png)"]
     if "per_class_accuracy.png" in plots:
         lines += ["", "![accuracy per class](per_class_accuracy.png)"]
+    return lines + _calibration_lines(video.get("calibration"), clip.get("calibration"), plots)
+
+
+def _calibration_lines(video: dict | None, clip: dict | None, plots: set[str]) -> list[str]:
+    """ECE and Brier, video and clip level, and the reliability diagram (reports before 2026-12-02 lack them)."""
+    if video is None:
+        return []
+    lines = [
+        "",
+        "## Calibration",
+        "",
+        f"Expected calibration error {video['ece']:.3f} (top-1 confidence, 15 equal-width bins; 0 = confidence "
+        f"equals accuracy), Brier score {video['brier']:.3f} at the video level"
+        + (f"; clip level {clip['ece']:.3f} and {clip['brier']:.3f}." if clip else "."),
+    ]
+    if "reliability.png" in plots:
+        lines += ["", "![accuracy against confidence per bin](reliability.png)"]
     return lines
 
 
