@@ -91,3 +91,17 @@ def test_bad_starting_points_are_one_line(trained_run, two_new_classes, tmp_path
         assert not out.exists()  # nothing written
     with pytest.raises(WeightsError):
         initialise_from(build_model(load_config("demo", TINY).model, 2), tmp_path / "nothing.pt", ("a", "b"))
+
+
+def test_a_shared_model_folder_seeds_a_run_as_its_checkpoint_does(trained_run, two_new_classes, tmp_path, capsys):
+    """model.init_from takes the folder `push --dry-run` writes (and hf://, which downloads that folder)."""
+    folder = tmp_path / "shared"
+    code, _, err = run(capsys, "push", str(trained_run), "--repo", "a/b", "--dry-run", str(folder))
+    assert code == 0, err
+    out = tmp_path / "from_folder"
+    code, _, err = run(capsys, *finetune_args(two_new_classes, folder, out, "train.epochs=1"))
+    assert code == 0, err
+    source = load_checkpoint(trained_run / "best.safetensors").model
+    trained = load_checkpoint(out / "last.safetensors").model
+    backbone = [k for k in source if k.startswith("backbone.")]
+    assert all(torch.equal(trained[k], source[k]) for k in backbone)  # loaded from the folder, then frozen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,33 @@ def test_a_space_folder_runs_the_same_app(trained_run, predictor, tmp_path, caps
     assert label["label"] == predictor.predict(video).predictions[0].label
     code, _, err = run(capsys, "app", "--checkpoint", str(trained_run / "best.safetensors"), "--space", str(space))
     assert code == 2 and "not empty" in err
+
+
+def test_uploads_are_swept_from_gradio_s_cache(predictor, monkeypatch, tmp_path):
+    """Gradio keeps an upload in its cache; the app's sweep deletes it once CACHE_SECONDS old."""
+    import tempfile
+
+    import numpy as np
+    from gradio_client import handle_file
+
+    import actionmoe.web.app as app_module
+    from actionmoe.acquire.synthetic import render_video
+    from actionmoe.data.decode import write_video
+
+    video = tmp_path / f"swept_{time.time_ns()}.avi"  # content and name of its own: no other test shares it
+    write_video(video, render_video("move_up", np.random.default_rng(time.time_ns() % 2**32), 12, 40, 48), fps=10)
+    monkeypatch.setattr(app_module, "CACHE_SECONDS", 1)
+    app = app_module.build_app(predictor)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    caches = {Path(tempfile.gettempdir()) / "gradio", Path(os.environ.get("GRADIO_TEMP_DIR", tmp_path / "none"))}
+    uploads = lambda: [p for cache in caches for p in cache.rglob(video.name)]
+    try:
+        client(f"http://127.0.0.1:{port}/").predict(handle_file(str(video)), api_name="/classify")
+        assert uploads()  # Gradio kept it while it was answered
+        deadline = time.time() + 30
+        while uploads() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not uploads()
+    finally:
+        app.close()
