@@ -187,6 +187,9 @@ def test_hub_failures_are_one_line(trained_run, model_hub, tmp_path, model_folde
     evil = hub_cli(model_hub, tmp_path, "predict", str(FIXTURES / "test.mp4"), "--checkpoint", "hf://evil/model")
     assert evil.returncode == 1 and "model.bin, a pickle-based or code file" in evil.stderr
     assert not any(path.endswith("model.safetensors") for _, path in model_hub.requests if "evil" in path)
+    model_hub.repos["someone/notes"], model_hub.shas["someone/notes"] = {"README.md": b"# notes\n"}, "2" * 40
+    foreign = hub_cli(model_hub, tmp_path, "predict", str(FIXTURES / "test.mp4"), "--checkpoint", "hf://someone/notes")
+    assert foreign.returncode == 1 and "is not an actionmoe model folder" in foreign.stderr, foreign.stderr
     refused = hub_cli(model_hub, tmp_path, "push", str(trained_run), "--repo", "someone/x", token=False)
     assert refused.returncode == 2 and "needs a Hub token" in refused.stderr and not model_hub.commits
 
