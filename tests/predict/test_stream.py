@@ -150,3 +150,23 @@ def test_bad_sources_are_one_line(trained_run, tmp_path, capsys):
         assert code == 1 and one_line(err) and words in err, (source, err)
     code, _, err = run(capsys, "stream", str(text), "--checkpoint", checkpoint, "--window", "60")
     assert code == 2 and one_line(err) and "--window" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_stream_with_its_summary_and_out_holds_the_windows(trained_run, tmp_path):
+    import signal
+
+    video = synthetic_file(tmp_path, 20.0)
+    out = tmp_path / "live.jsonl"
+    command = [sys.executable, "-m", "actionmoe", "stream", str(video), "--realtime", "--window", "1.0"]
+    command += ["--stride", "0.5", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while (not out.exists() or not out.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("stream ended (interrupted)")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and rows[0]["start_s"] == 0.0 and len(rows) < 39  # stopped long before the 20 s file ended
