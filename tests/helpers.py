@@ -311,6 +311,8 @@ class ModelHub:
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo id -> files of its main revision
     shas: dict[str, str] = field(default_factory=dict)
     commits: list[tuple[str, list[str]]] = field(default_factory=list)  # (repo, paths) per commit
+    revisions: list[str] = field(default_factory=list)  # the revision each commit went to
+    created: list[dict] = field(default_factory=list)  # the create_repo payloads (name, visibility...)
     requests: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -343,6 +345,7 @@ def model_hub_handler(hub: ModelHub):
                 self._json({"error": "Invalid username or password."}, 401)
             elif path == "/api/repos/create":
                 payload = json.loads(body)
+                hub.created.append(payload)
                 repo = f"{payload['organization']}/{payload['name']}"
                 if repo in hub.repos:
                     self._json({"error": "You already created this model repo", "url": f"{hub.url}/{repo}"}, 409)
@@ -359,7 +362,8 @@ def model_hub_handler(hub: ModelHub):
                     {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
                 )
             elif "/commit/" in path:
-                repo = path.removeprefix("/api/models/").split("/commit/")[0]
+                repo, _, revision = path.removeprefix("/api/models/").partition("/commit/")
+                hub.revisions.append(revision)
                 lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
                 added = {
                     line["value"]["path"]: base64.b64decode(line["value"]["content"])

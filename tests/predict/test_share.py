@@ -152,9 +152,12 @@ def hub_cli(hub, tmp_path: Path, *args: str, token: bool = True, cwd: Path | Non
 def test_push_then_predict_from_the_hub_gives_the_local_predictions(
     trained_run, dataset_root, model_hub, tmp_path, predictor
 ):
-    pushed = hub_cli(model_hub, tmp_path, "push", str(trained_run), "--repo", "someone/tiny-motions")
+    pushed = hub_cli(model_hub, tmp_path, "push", str(trained_run), "--repo", "someone/tiny-motions", "--private")
     assert pushed.returncode == 0, pushed.stderr
     assert model_hub.commits == [("someone/tiny-motions", ["README.md", "config.json", "model.safetensors"])]
+    assert model_hub.created[0]["visibility"] == "private" and model_hub.revisions == ["main"]
+    again = hub_cli(model_hub, tmp_path, "push", str(trained_run), "--repo", "someone/tiny-motions", "--revision", "v2")
+    assert again.returncode == 0 and model_hub.revisions == ["main", "v2"], again.stderr  # an existing repo: kept
     card = model_hub.repos["someone/tiny-motions"]["README.md"].decode()
     metrics = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
     assert f"| {metrics['video_level']['top1']:.4f} |" in card
