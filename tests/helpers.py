@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
 import socket
+import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -407,3 +410,15 @@ def model_hub_handler(hub: ModelHub):
             self._json({"error": "Repository not found"}, 404)
 
     return Handler
+
+
+@contextlib.contextmanager
+def serving(handler) -> Iterator[str]:
+    """A threaded HTTP server of ``handler`` on a free loopback port while the block runs; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,18 +14,14 @@ from actionmoe.acquire.hub import DEFAULT_REPO, HubSource, parse_hub_source
 from actionmoe.cli import main
 from actionmoe.data.splits import SplitOptions, builtin_hmdb51_split_dir, hmdb51_class_names, load_splits
 from actionmoe.errors import DatasetError, UsageError
-from tests.helpers import FIXTURES, HubServer, cli_args, hub_files_from_dataset, hub_handler
+from tests.helpers import FIXTURES, HubServer, cli_args, hub_files_from_dataset, hub_handler, serving
 
 
 @pytest.fixture
 def hub(dataset_root):
     state = HubServer(files=hub_files_from_dataset(dataset_root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hub_handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(hub_handler(state)) as state.url:
+        yield state
 
 
 def hub_env(hub: HubServer, tmp_path: Path) -> dict[str, str]:

@@ -113,18 +113,11 @@ def test_bad_push_arguments_are_one_line_before_any_work(trained_run, model_fold
 
 @pytest.fixture
 def model_hub():
-    import http.server
-    import threading
-
-    from tests.helpers import ModelHub, model_hub_handler
+    from tests.helpers import ModelHub, model_hub_handler, serving
 
     state = ModelHub()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), model_hub_handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(model_hub_handler(state)) as state.url:
+        yield state
 
 
 def hub_cli(hub, tmp_path: Path, *args: str, token: bool = True, cwd: Path | None = None):
