@@ -11,6 +11,7 @@ so readers never see half a model.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -182,8 +183,6 @@ def check_repo_id(repo_id: str) -> None:
     Raises:
         UsageError: anything else.
     """
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}", repo_id) or ".." in repo_id:
         raise UsageError(f"--repo must be OWNER/NAME (letters, digits, '-', '_', '.'), got {repo_id!r}")
 
