@@ -95,7 +95,7 @@ def test_bad_starting_points_are_one_line(trained_run, two_new_classes, tmp_path
 
 def test_a_shared_model_folder_seeds_a_run_as_its_checkpoint_does(trained_run, two_new_classes, tmp_path, capsys):
     """model.init_from takes the folder `push --dry-run` writes (and hf://, which downloads that folder)."""
-    folder = tmp_path / "shared"
+    folder = tmp_path / "pushed"
     code, _, err = run(capsys, "push", str(trained_run), "--repo", "a/b", "--dry-run", str(folder))
     assert code == 0, err
     out = tmp_path / "from_folder"

@@ -28,9 +28,9 @@ def head_and_inputs(identical_experts: bool, shared: bool = True, videos: int = 
     return head, features.numpy(), gates, labels
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_routing_changes_nothing_when_the_routed_experts_are_identical(shared):
-    head, features, gates, labels = head_and_inputs(identical_experts=True, shared=shared)
+@pytest.mark.parametrize("with_shared_expert", [True, False])
+def test_routing_changes_nothing_when_the_routed_experts_are_identical(with_shared_expert):
+    head, features, gates, labels = head_and_inputs(identical_experts=True, shared=with_shared_expert)
     effect = routing_effect(head, features, gates, labels)
     assert effect["changed_by_uniform_gates"] == 0 and effect["changed_by_permuted_gates"] == 0
     assert effect["top1_real_gates"] == effect["top1_uniform_gates"] == effect["top1_permuted_gates"]

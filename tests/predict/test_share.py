@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "videos"
 def model_folder(trained_run, tmp_path_factory) -> Path:
     from actionmoe.cli import main
 
-    out = tmp_path_factory.mktemp("shared") / "model"
+    out = tmp_path_factory.mktemp("pushed") / "model"
     assert main(["push", str(trained_run), "--repo", "someone/tiny-motions", "--dry-run", str(out)]) == 0
     return out
 
