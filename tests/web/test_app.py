@@ -58,19 +58,49 @@ def test_an_unreadable_upload_is_one_message_and_the_next_one_works(app_url, tmp
     assert label["confidences"]
 
 
-def test_ten_clients_at_once_are_all_answered(app_url, predictor):
-    from gradio_client import handle_file
+def test_ten_clients_at_once_are_all_answered_and_no_image_is_rewritten_while_downloaded(app_url, predictor):
+    """Identical answers share one file in Gradio's cache; each new answer used to truncate and rewrite it, so a
+    client downloading it at that moment got a short body (a CI failure). Three clients download the first
+    answer's thumbnail over and over while ten clients ask about the same video."""
+    import threading
+
+    import httpx
+    from gradio_client import Client, handle_file
 
     video = FIXTURES / "test.avi"
     expected = predictor.predict(video).predictions[0].label
+    _, thumbnail, _ = Client(app_url, verbose=False, download_files=False).predict(
+        handle_file(str(video)), api_name="/classify"
+    )
+    whole = httpx.get(thumbnail["url"]).content
+    done, broken, downloads = threading.Event(), [], []
+
+    def download() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not done.is_set():
+                try:
+                    body = http.get(thumbnail["url"]).content
+                    broken.extend([len(body)] if body != whole else [])
+                except httpx.HTTPError as exc:
+                    broken.append(repr(exc))
+                downloads.append(1)
 
     def ask(_: int) -> str:
         label, *_ = client(app_url).predict(handle_file(str(video)), api_name="/classify")
         return label["label"]
 
-    with concurrent.futures.ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(ask, range(10), timeout=600))
+    readers = [threading.Thread(target=download) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(ask, range(10), timeout=600))
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
     assert answers == [expected] * 10
+    assert len(downloads) > 100 and broken == []
 
 
 @pytest.mark.slow

@@ -7,17 +7,21 @@ Predictions go through the same Predictor as ``predict`` and ``serve``; Gradio's
 many run at once (``concurrency``). Uploads live in Gradio's content-addressed cache, where two
 clients sending the same file share one copy, so they are not deleted per request (that would pull
 the file from under the other); Gradio's sweep deletes every upload and answer older than
-``CACHE_SECONDS`` (checked as often). An unreadable file is one message (a Gradio error), and the
-next upload works.
+``CACHE_SECONDS`` (checked as often). Answers' images are handed to Gradio as PNG files, one new
+file per answer, which Gradio copies into its cache under a temporary name and renames (arrays it
+would save by rewriting the shared cached file in place, truncating it under a client downloading
+it). An unreadable file is one message (a Gradio error), and the next upload works.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+import time
+import uuid
+import weakref
 from pathlib import Path
-
-import numpy as np
 
 from actionmoe.data.decode import video_duration
 from actionmoe.errors import UsageError, VideoDecodeError
@@ -47,11 +51,13 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, exampl
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
 
+    scratch = Path(tempfile.mkdtemp(prefix="actionmoe-app-"))  # answers' PNGs until Gradio has copied them
+
     def classify(video: str | None):
         if not video:
             raise gr.Error("Upload or record a video first.")
         try:
-            return answer(predictor, Path(video), top_k)
+            return answer(predictor, Path(video), top_k, _new_folder(scratch))
         except (VideoDecodeError, UsageError) as exc:
             raise gr.Error(f"Cannot classify this file: {exc}") from None
 
@@ -65,19 +71,30 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, exampl
             video = gr.Video(sources=["upload", "webcam"], label="video", elem_id="video")
             with gr.Column():
                 label = gr.Label(num_top_classes=top_k, label="actions", elem_id="actions")
-                thumbnail = gr.Image(label="middle frame and top three", type="numpy", elem_id="thumbnail")
-                timeline = gr.Image(label="timeline (videos longer than one window)", type="numpy")
+                thumbnail = gr.Image(label="middle frame and top three", type="filepath", elem_id="thumbnail")
+                timeline = gr.Image(label="timeline (videos longer than one window)", type="filepath")
         button = gr.Button("Classify", variant="primary")
         button.click(classify, inputs=video, outputs=[label, thumbnail, timeline], api_name=API_NAME)
         if examples:
             gr.Examples([[str(path)] for path in examples], inputs=video, label="examples")
     app.queue(default_concurrency_limit=concurrency)
+    weakref.finalize(app, shutil.rmtree, scratch, ignore_errors=True)
     return app
 
 
-def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict, np.ndarray, np.ndarray | None]:
+def _new_folder(scratch: Path) -> Path:
+    """A new folder in ``scratch`` for one answer's images; answers older than ``CACHE_SECONDS`` are deleted."""
+    for old in scratch.iterdir():
+        if time.time() - old.stat().st_mtime > CACHE_SECONDS:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = scratch / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+def answer(predictor: Predictor, path: Path, top_k: int, folder: Path) -> tuple[dict, Path, Path | None]:
     """{label: score} of the whole video, its thumbnail with the top three (as ``predict --grid`` draws it),
-    and the timeline plot when it spans several windows; images RGB [H, W, 3].
+    and the timeline plot when it spans several windows; the images are PNG files written in ``folder``.
 
     Raises:
         VideoDecodeError: the file cannot be read as a video.
@@ -86,24 +103,15 @@ def answer(predictor: Predictor, path: Path, top_k: int) -> tuple[dict, np.ndarr
     if result.error:
         raise VideoDecodeError(result.error)
     scores = {p.label: p.score for p in result.predictions}
-    thumbnail = _png_array(lambda png: save_prediction_grid([result], predictor.classes, png))
+    thumbnail = save_prediction_grid([result], predictor.classes, folder / "thumbnail.png")
     duration = video_duration(path)  # from the header: a short video is not decoded again for a timeline
     if 0 < duration <= float(TIMELINE_WINDOW) + float(TIMELINE_STRIDE):
         return scores, thumbnail, None
     timeline = predict_timeline(predictor, path, TIMELINE_WINDOW, TIMELINE_STRIDE, top_k=top_k)
     if len(timeline.windows) < 2:
         return scores, thumbnail, None
-    return scores, thumbnail, _png_array(lambda png: plot_timeline(timeline, png))
-
-
-def _png_array(draw) -> np.ndarray:
-    """What ``draw(path)`` writes as a PNG, read back as RGB [H, W, 3] uint8 (no file left behind)."""
-    from matplotlib.image import imread
-
-    with tempfile.TemporaryDirectory(prefix="actionmoe-app-") as scratch:
-        png = Path(scratch) / "image.png"
-        draw(png)
-        return (imread(png)[..., :3] * 255).astype(np.uint8)
+    plot_timeline(timeline, folder / "timeline.png")
+    return scores, thumbnail, folder / "timeline.png"
 
 
 SPACE_APP = """\
