@@ -1,6 +1,6 @@
 """The whole jobs that the command line runs, as library calls with the same behaviour.
 
-run_training(config)   train one split (resuming), then evaluate the best checkpoint on its test split
+run_training(config)   train one split (resuming), fit the temperature on validation, test the best checkpoint
 run_demo(config, out)  synthesise archives -> acquire them like HMDB51 -> extract -> cache -> train -> test
 acquire_dataset(...)   the notebook's data step: synthetic, a copy already on disk, or a download
 """
@@ -22,9 +22,11 @@ from actionmoe.engine.distributed import is_main_process
 from actionmoe.engine.run import train_model
 from actionmoe.engine.trackers import open_trackers
 from actionmoe.errors import DatasetError
+from actionmoe.evaluation.calibration import calibrate_checkpoint
 from actionmoe.evaluation.evaluate import EvaluationOptions
 from actionmoe.evaluation.reports import evaluate_into, evaluation_is_complete
 from actionmoe.files import check_output_folder
+from actionmoe.runtime.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ class TrainingOutcome:
 
 
 def run_training(config: Config, out: Path | None = None, force: bool = False) -> TrainingOutcome:
-    """Train ``config`` (resuming from ``out/last.safetensors`` unless ``force``), then test the best checkpoint.
+    """Train ``config`` (resuming from ``out/last.safetensors`` unless ``force``), fit the best checkpoint's
+    temperature on the validation split (``evaluation.calibration``), then test it.
 
     The test evaluation is redone when this call trained, and completed when an earlier one was
     interrupted before its evaluation was whole.
@@ -50,13 +53,15 @@ def run_training(config: Config, out: Path | None = None, force: bool = False) -
     result = train_model(config, out, force)
     if not is_main_process():
         return TrainingOutcome(result.run_dir, result.trained, result.message, None)
-    evaluation = result.run_dir / "evaluation"
+    evaluation, best = result.run_dir / "evaluation", result.run_dir / "best.safetensors"
     if result.trained or not evaluation_is_complete(evaluation):
         # the dataset this call trained on: a resumed run's best checkpoint may record where it used to be
         options = EvaluationOptions(
             root=config.data.root, device=config.train.device, num_workers=config.data.num_workers
         )
-        metrics = evaluate_into(result.run_dir / "best.safetensors", evaluation, options)
+        if result.trained or "calibration" not in load_checkpoint(best).meta:
+            calibrate_checkpoint(best, config.data.root, config.train.device, config.data.num_workers)
+        metrics = evaluate_into(best, evaluation, options)
         track_test(config.train.trackers, result.run_dir, metrics, evaluation)
     else:
         metrics = json.loads((evaluation / "metrics.json").read_text())

@@ -63,6 +63,7 @@ class Predictions:
     head_features: np.ndarray | None = None  # [N, V, D] the MoE head's input per view (routing effect)
     view_gates: np.ndarray | None = None  # [N, V, E] the router's gates per view
     reversed_probs: np.ndarray | None = None  # [N, C] video probabilities of the clips played backwards
+    view_logits: np.ndarray | None = None  # [N, V, C] before the temperature
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,23 @@ class Evaluation:
 def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = EvaluationOptions()) -> Evaluation:
     device = pick_device(options.device)
     restored = restore_model(checkpoint, device)
+    data, loader = subset_loader(restored, options, "test")
+    precision = inference_precision(restored.config.train.precision, device)
+    reverse = bool(twin_indices(restored.classes))  # the time-reversal test, where classes have twins
+    predictions = predict_test_views(restored, loader, device, precision, Preprocessing.from_config(data), reverse)
+    if len(predictions.labels) == 0:
+        raise DatasetError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")
+    metrics, matrix = summarize(predictions, restored, data, device, (data.test_clips, data.test_crops))
+    return Evaluation(metrics, matrix, predictions, restored.classes, restored)
+
+
+def subset_loader(restored: RestoredModel, options: EvaluationOptions, subset: str):
+    """The data config and a loader of ``subset`` (``test`` or ``val``) with the checkpoint's test views.
+
+    Raises:
+        CheckpointError: the dataset's classes are not the checkpoint's.
+        DatasetError: an empty test set.
+    """
     data = restored.config.data
     clips, crops = options.views or (data.test_clips, data.test_crops)
     data = replace(
@@ -91,21 +109,25 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluationOptions = Evaluatio
     splits = build_splits(data)
     if tuple(splits.classes) != restored.classes:
         raise CheckpointError(
-            f"{checkpoint} knows {len(restored.classes)} classes ({', '.join(restored.classes[:3])}, ...) but the "
+            f"{restored.path} knows {len(restored.classes)} classes ({', '.join(restored.classes[:3])}, ...) but the "
             f"dataset at {data.root} has {len(splits.classes)} ({', '.join(splits.classes[:3])}, ...)"
         )
-    if not splits.test:
+    if subset == "test" and not splits.test:
         raise DatasetError(f"the test set of split {data.split} at {data.root} is empty")
-    loader = build_loader(
-        build_dataset(data, splits, "test", build_cache(data)), options.batch_size, False, num_workers=data.num_workers
-    )
+    dataset = build_dataset(data, splits, subset, build_cache(data))
+    return data, build_loader(dataset, options.batch_size, False, num_workers=data.num_workers)
+
+
+def subset_logits(checkpoint: Path, options: EvaluationOptions, subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view logits [N, V, C] (before any temperature) and labels [N] of a subset, with the test views."""
+    device = pick_device(options.device)
+    restored = restore_model(checkpoint, device)
+    data, loader = subset_loader(restored, options, subset)
+    if len(loader.loader.dataset) == 0:
+        return np.zeros((0, 1, len(restored.classes))), np.zeros(0, dtype=np.int64)
     precision = inference_precision(restored.config.train.precision, device)
-    reverse = bool(twin_indices(restored.classes))  # the time-reversal test, where classes have twins
-    predictions = predict_test_views(restored, loader, device, precision, Preprocessing.from_config(data), reverse)
-    if len(predictions.labels) == 0:
-        raise DatasetError(f"no test video of split {data.split} could be decoded; run `actionmoe data scan`")
-    metrics, matrix = summarize(predictions, restored, data, device, (clips, crops))
-    return Evaluation(metrics, matrix, predictions, restored.classes, restored)
+    predictions = predict_test_views(restored, loader, device, precision, Preprocessing.from_config(data))
+    return predictions.view_logits, predictions.labels
 
 
 def predict_test_views(
@@ -121,7 +143,7 @@ def predict_test_views(
     Also keeps the MoE head's per-view input and gates (for ``routing_effect``) and, with ``reverse``,
     the predictions for every clip played backwards (untimed).
     """
-    probs, labels, gates, router_logits, seconds, counts = [], [], [], [], [], []
+    probs, labels, gates, router_logits, seconds, counts, logits = [], [], [], [], [], [], []
     features, view_gates, reversed_probs = [], [], []
     channels_last = restored.config.train.channels_last
     for batch in tqdm(loader, desc="testing", unit="batch", leave=False, disable=None):
@@ -129,12 +151,13 @@ def predict_test_views(
         synchronize(device)
         started = time.perf_counter()
         with capture_head(restored.model) as captured:
-            out = predict_views(restored.model, clips, precision, channels_last)
+            out = predict_views(restored.model, clips, precision, channels_last, restored.temperature)
         synchronize(device)
         seconds.append(time.perf_counter() - started)
         batch_size, views = clips.shape[:2]
         counts.append(batch_size * views)
         probs.append(out.probs.cpu().numpy())
+        logits.append(out.logits.cpu().numpy())
         labels.append(batch["label"].numpy())
         if out.gates is not None:
             gates.append(out.gates.cpu().numpy())
@@ -143,7 +166,9 @@ def predict_test_views(
             features.append(captured[0][0].view(batch_size, views, -1).numpy())  # [B, V, D]
             view_gates.append(captured[0][1].view(batch_size, views, -1).numpy())  # [B, V, E]
         if reverse:
-            backwards = predict_views(restored.model, clips.flip(-3), precision, channels_last)  # frames reversed
+            backwards = predict_views(  # frames reversed
+                restored.model, clips.flip(-3), precision, channels_last, restored.temperature
+            )
             reversed_probs.append(backwards.video_probs().cpu().numpy())
     concat = lambda parts: np.concatenate(parts) if parts else None
     return Predictions(
@@ -157,6 +182,7 @@ def predict_test_views(
         concat(features),
         concat(view_gates),
         concat(reversed_probs),
+        concat(logits) if logits else np.zeros((0, 1, len(restored.classes))),
     )
 
 
@@ -198,6 +224,7 @@ def summarize(
             "clips": int(len(clip_labels)),
             "calibration": {k: v for k, v in calibration(clip_scores, clip_labels).items() if k != "bins"},
         },
+        "calibration": temperature_summary(predictions, restored),
         "inference": inference_timing(predictions, num_views),
         "experts": expert_usage(predictions, restored.classes),
         "direction": direction_tests(
@@ -213,6 +240,25 @@ def summarize(
             head, predictions.head_features, predictions.view_gates, predictions.labels
         )
     return metrics, matrix
+
+
+VALIDATION_KEYS = ("videos", "nll_before", "nll_after", "ece_before", "ece_after", "warning")
+
+
+def temperature_summary(predictions: Predictions, restored: RestoredModel) -> dict:
+    """The checkpoint's temperature, where it was fitted, and the test ECE and Brier without it (T = 1)."""
+    from actionmoe.evaluation.calibration import scaled_video_probs
+
+    record = restored.meta.get("calibration", {})
+    before = calibration(scaled_video_probs(predictions.view_logits, 1.0), predictions.labels)
+    return {
+        "temperature": restored.temperature,
+        "fitted_on": record.get("fitted_on"),
+        "validation": {
+            k: record[k] for k in ("videos", "nll_before", "nll_after", "ece_before", "ece_after") if k in record
+        },
+        "before_scaling": {k: v for k, v in before.items() if k != "bins"},
+    }
 
 
 def checkpoint_summary(restored: RestoredModel) -> dict:

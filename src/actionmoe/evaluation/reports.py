@@ -254,13 +254,16 @@ def _accuracy_lines(metrics: dict, plots: set[str]) -> list[str]:
         lines += ["", "![confusion matrix, each row sums to 1](confusion_matrix.png)"]
     if "per_class_accuracy.png" in plots:
         lines += ["", "![accuracy per class](per_class_accuracy.png)"]
-    return lines + _calibration_lines(video.get("calibration"), clip.get("calibration"), plots)
+    return lines + _calibration_lines(
+        video.get("calibration"), clip.get("calibration"), plots, metrics.get("calibration")
+    )
 
 
-def _calibration_lines(video: dict | None, clip: dict | None, plots: set[str]) -> list[str]:
-    """ECE and Brier, video and clip level, and the reliability diagram (reports before 2026-12-02 lack them)."""
+def _calibration_lines(video: dict | None, clip: dict | None, plots: set[str], scaling: dict | None) -> list[str]:
+    """ECE and Brier, video and clip level, the temperature and the reliability diagram (older reports lack them)."""
     if video is None:
         return []
+    scaling = scaling or {}
     lines = [
         "",
         "## Calibration",
@@ -269,6 +272,20 @@ def _calibration_lines(video: dict | None, clip: dict | None, plots: set[str]) -
         f"equals accuracy), Brier score {video['brier']:.3f} at the video level"
         + (f"; clip level {clip['ece']:.3f} and {clip['brier']:.3f}." if clip else "."),
     ]
+    if "temperature" in scaling:
+        before, fitted = scaling["before_scaling"], scaling.get("validation", {})
+        where = (
+            f"fitted on {fitted['videos']} validation videos "
+            f"(NLL {fitted['nll_before']:.3f} -> {fitted['nll_after']:.3f})"
+            if scaling.get("fitted_on")
+            else "none fitted for this checkpoint"
+        )
+        lines += [
+            "",
+            f"These probabilities divide the logits by the temperature {scaling['temperature']:.3f}, {where}. "
+            f"Before temperature scaling the test ECE was {before['ece']:.3f} "
+            f"and the Brier score {before['brier']:.3f}." + (f" {fitted['warning']}" if "warning" in fitted else ""),
+        ]
     if "reliability.png" in plots:
         lines += ["", "![accuracy against confidence per bin](reliability.png)"]
     return lines

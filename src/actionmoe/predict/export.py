@@ -5,8 +5,9 @@
 
 The exported graph takes a normalised clip batch [batch, 3, T, H, W] (T, H, W the ones the
 checkpoint was trained for; the batch axis is dynamic) and returns class probabilities
-[batch, classes]. The sidecar ``<file>.json`` holds the class names and the preprocessing a caller
-must apply; ``Predictor.from_onnx`` reads both and runs the model with onnxruntime.
+[batch, classes], the logits divided by the checkpoint's temperature inside the graph. The sidecar
+``<file>.json`` holds the class names, the temperature and the preprocessing a caller must apply;
+``Predictor.from_onnx`` reads both and runs the model with onnxruntime.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from actionmoe.runtime.restore import restore_model
 
 
 class Probabilities(nn.Module):
-    """The recognizer without its training outputs: clip batch -> softmax probabilities."""
+    """The recognizer without its training outputs: clip batch -> softmax(logits / temperature)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, temperature
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.model(clip).logits.softmax(dim=1)  # [B, classes]
+        return (self.model(clip).logits / self.temperature).softmax(dim=1)  # [B, classes]
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
     data = restored.config.data
     # traced with at least 2 clips: a batch of 1 would be specialised and the batch axis lose its dynamism
     example = torch.randn(max(2, batch_size), 3, data.clip_len, data.crop_size, data.crop_size)
-    module = Probabilities(restored.model).eval()
+    module = Probabilities(restored.model, restored.temperature).eval()
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
         if fmt == "onnx":
@@ -89,7 +90,8 @@ def export_checkpoint(checkpoint: Path, out: Path, batch_size: int = 1, fmt: str
             "opset": ONNX_OPSET if fmt == "onnx" else None,
             "input_shape": list(shape),
             "input": "float32 clips [batch, 3, T, H, W], RGB in [0, 1] then (x - mean) / std",
-            "output": "class probabilities [batch, classes]",
+            "output": "class probabilities [batch, classes], softmax(logits / temperature)",
+            "temperature": restored.temperature,  # fitted on validation after training; applied inside the graph
             "classes": list(restored.classes),
             "preprocessing": preprocessing_record(restored.config.data),  # what the model was rebuilt with
             "checkpoint_sha256": restored.sha256,

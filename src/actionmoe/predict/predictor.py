@@ -99,11 +99,12 @@ class TorchEngine:
     def view_probs(self, clips: torch.Tensor) -> torch.Tensor:
         """[N, V, C, T, H, W] float clips -> [N, V, classes] probabilities."""
         channels_last = self.restored.config.train.channels_last
-        return predict_views(self.restored.model, clips, self.precision, channels_last).probs
+        return predict_views(self.restored.model, clips, self.precision, channels_last, self.restored.temperature).probs
 
 
 class OnnxEngine:
-    """An exported ONNX model in onnxruntime (CUDA provider when present and asked for, else CPU)."""
+    """An exported ONNX model in onnxruntime (CUDA provider when present and asked for, else CPU); the exported
+    graph divides by the checkpoint's temperature itself."""
 
     def __init__(self, session) -> None:
         self.session = session

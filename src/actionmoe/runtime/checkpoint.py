@@ -106,6 +106,21 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
     )
 
 
+def update_metadata(path: Path, changes: dict[str, Any]) -> None:
+    """Set ``changes`` in the actionmoe metadata of the checkpoint file ``path``, every tensor kept (atomic write).
+
+    Raises:
+        CheckpointError: as ``load_checkpoint``.
+    """
+    from safetensors.torch import save
+
+    checkpoint = load_checkpoint(path)  # checks the file first
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+    meta = {**checkpoint.meta, **changes}
+    write_atomically(path, save(tensors, metadata={"actionmoe": json.dumps(meta)}))
+
+
 def _parse_meta(path: Path, metadata: dict[str, str]) -> dict:
     try:
         meta = json.loads(metadata.get("actionmoe", "null"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +24,11 @@ class RestoredModel:
     path: Path
     sha256: str
 
+    @property
+    def temperature(self) -> float:
+        """The logits' divisor fitted on validation after training (``evaluation.calibration``); 1 without one."""
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
 
 def restore_model(path: Path, device: torch.device | str = "cpu") -> RestoredModel:
     """The model of ``path`` in eval mode on ``device``; backbone weights come from the checkpoint."""
@@ -33,11 +39,19 @@ def restore_model(path: Path, device: torch.device | str = "cpu") -> RestoredMod
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path} lacks a valid config ({exc})") from exc
     classes = tuple(meta["classes"])
+    _check_calibration(path, meta.get("calibration", {}))
     config = _without_pretrained_download(config)
     model = build_model(config.model, len(classes))
     _check_weights_fit(path, model.state_dict(), checkpoint.model, len(classes))
     model.load_state_dict(checkpoint.model)
     return RestoredModel(model.to(device).eval(), config, classes, meta, path, checkpoint.sha256)
+
+
+def _check_calibration(path: Path, record: object) -> None:
+    temperature = record.get("temperature", 1.0) if isinstance(record, dict) else None
+    valid = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+    if not valid or not math.isfinite(temperature) or temperature <= 0:
+        raise CheckpointError(f"{path} has damaged actionmoe metadata (calibration temperature {temperature!r})")
 
 
 def _without_pretrained_download(config: Config) -> Config:
