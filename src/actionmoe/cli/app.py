@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from actionmoe.cli.common import add_device_arg, checkpoint_source, examples
+from actionmoe.cli.common import add_device_arg, add_min_confidence_arg, checkpoint_source, examples
 from actionmoe.errors import UsageError
 
 
@@ -31,13 +31,16 @@ def add_app(commands) -> None:
     app.add_argument(
         "--space", type=Path, metavar="DIR", help="write a Hugging Face Space folder (app, requirements, model) instead"
     )
+    add_min_confidence_arg(app)
     app.set_defaults(handler=cmd_app)
 
 
 def cmd_app(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.top_k < 1 or not 0 < args.port < 65536:
         raise UsageError("--concurrency and --top-k must be at least 1 and --port between 1 and 65535")
-    from actionmoe.predict.predictor import Predictor
+    from actionmoe.predict.predictor import Predictor, check_min_confidence
+
+    check_min_confidence(args.min_confidence)
     from actionmoe.web.app import build_app, write_space
 
     if args.space is not None:
@@ -49,7 +52,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         from actionmoe.predict.inputs import expand_inputs
 
         examples = tuple(expand_inputs([str(args.examples)]))
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, min_confidence=args.min_confidence)
     app = build_app(predictor, args.concurrency, args.top_k, examples)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
@@ -76,6 +79,7 @@ def add_stream(commands) -> None:
     stream.add_argument("--reconnects", type=int, default=3, help="reopen a dropped network stream (default 3)")
     stream.add_argument("--out", type=Path, help="JSON lines file (default: standard output)")
     add_device_arg(stream)
+    add_min_confidence_arg(stream)
     stream.set_defaults(handler=cmd_stream)
 
 
@@ -85,14 +89,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
     import sys
 
     from actionmoe.files import check_output_file
-    from actionmoe.predict.predictor import Predictor
+    from actionmoe.predict.predictor import Predictor, check_min_confidence
     from actionmoe.predict.stream import StreamOptions, check_stream_options, run_stream
 
     options = StreamOptions(args.window, args.stride, args.top_k, args.realtime, args.reconnects)
     check_stream_options(options)
+    check_min_confidence(args.min_confidence)
     if args.out is not None:
         check_output_file(args.out, "--out")
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, min_confidence=args.min_confidence)
     out = open(args.out, "a", encoding="utf-8") if args.out is not None else sys.stdout  # noqa: SIM115
     try:
 

@@ -116,3 +116,14 @@ def default_output_folder(args, name: str) -> Path:
         return Path("runs") / "hub" / reference.removeprefix("hf://").replace("/", "--").replace("@", "--") / name
     checkpoint = Path(args.checkpoint)
     return (checkpoint if checkpoint.is_dir() else checkpoint.parent) / name
+
+
+def add_min_confidence_arg(parser) -> None:
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="answer 'unknown' when the top class's probability is not above P (0-1; default 0: always answer); "
+        "the report's risk-coverage curve shows what a P costs",
+    )

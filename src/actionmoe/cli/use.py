@@ -8,6 +8,7 @@ from pathlib import Path
 
 from actionmoe.cli.common import (
     add_device_arg,
+    add_min_confidence_arg,
     checkpoint_source,
     examples,
     print_result,
@@ -69,6 +70,7 @@ def add_predict(commands) -> None:
         help="print a JSON array, one object per video (with --window: the timeline object)",
     )
     predict.add_argument("--grid", type=Path, metavar="PNG", help="also write a thumbnail grid of the predictions")
+    add_min_confidence_arg(predict)
     predict.set_defaults(handler=cmd_predict)
 
 
@@ -122,6 +124,7 @@ def add_serve(commands) -> None:
     )
     serve.add_argument("--max-upload-mb", type=int, default=512, help="largest upload accepted (default 512)")
     serve.add_argument("--timeout", type=float, default=300.0, help="time limit of one prediction (default 300 s)")
+    add_min_confidence_arg(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -129,9 +132,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict every video; an unreadable one is reported on its own line (or row) and makes the exit code 1."""
     from actionmoe.predict.batch import check_batch_output, predict_to_file
     from actionmoe.predict.inputs import expand_inputs
-    from actionmoe.predict.predictor import Predictor, check_batch_options, choose_engine
+    from actionmoe.predict.predictor import Predictor, check_batch_options, check_min_confidence, choose_engine
 
     check_batch_options(args.top_k, args.workers, args.batch_size)
+    check_min_confidence(args.min_confidence)
     choose_engine(args.checkpoint, args.engine)
     videos = expand_inputs(args.videos)
     if args.window is not None:
@@ -140,7 +144,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_batch_output(args.out)
     if args.grid is not None and not args.grid.is_dir():
         check_output_file(args.grid.with_suffix(".png"), "--grid")
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision, args.engine)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, args.device, args.precision, args.engine, args.min_confidence
+    )
     if args.out is not None:
         summary = predict_to_file(predictor, videos, args.out, args.top_k, args.workers, args.batch_size)
         print(summary.line(), file=sys.stderr)
@@ -149,7 +155,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     lines = [
         f"{r.source}: error: {r.error}"
         if r.error
-        else f"{r.source}: " + ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
+        else f"{r.source}: "
+        + ("unknown (none above the minimum confidence; ranked: " if r.answer == "unknown" else "")
+        + ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
+        + (")" if r.answer == "unknown" else "")
         for r in results
     ]
     print_result([r.to_json() for r in results], args.json, "\n".join(lines))
@@ -177,7 +186,9 @@ def _predict_timeline(args: argparse.Namespace, videos: list[Path]) -> int:
     parse_span(args.stride, "stride")
     if args.out is not None:
         check_timeline_output(args.out)
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, args.precision, args.engine)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, args.device, args.precision, args.engine, args.min_confidence
+    )
     timeline = predict_timeline(predictor, videos[0], args.window, args.stride, args.top_k, args.batch_size)
     print(timeline_json(timeline) if args.json else timeline_summary(timeline))
     if args.out is not None:
@@ -194,11 +205,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from actionmoe.predict.predictor import Predictor
+    from actionmoe.predict.predictor import Predictor, check_min_confidence
     from actionmoe.web.server import ServiceLimits, check_limits, serve
 
     queue = args.queue if args.queue is not None else max(32, 4 * args.workers)
     limits = ServiceLimits(max(0, args.max_upload_mb) << 20, args.workers, queue, args.timeout)
     check_limits(limits)
-    serve(Predictor.from_checkpoint(args.checkpoint, args.device), args.host, args.port, args.top_k, limits)
+    check_min_confidence(args.min_confidence)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, min_confidence=args.min_confidence)
+    serve(predictor, args.host, args.port, args.top_k, limits)
     return 0

@@ -86,7 +86,7 @@ def predict_to_file(
 
 def csv_columns(top_k: int) -> list[str]:
     ranked = [name for rank in range(1, top_k + 1) for name in (f"label_{rank}", f"score_{rank}")]
-    return ["path", *ranked, "seconds", "error", "checkpoint_sha256"]
+    return ["path", "answer", *ranked, "seconds", "error", "checkpoint_sha256"]
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -116,6 +116,7 @@ def _row_writer(handle, kind: str, top_k: int, fresh: bool):
     def write(result: VideoPrediction, checkpoint: str) -> None:
         row = {
             "path": spreadsheet_safe(result.source),
+            "answer": spreadsheet_safe(result.answer or ""),
             "seconds": f"{result.seconds:.4f}",
             "error": spreadsheet_safe(result.error or ""),
             "checkpoint_sha256": checkpoint,
@@ -174,7 +175,10 @@ def _csv_rows(out: Path, text: str, top_k: int) -> list[dict]:
     header = reader.fieldnames or []
     if header != csv_columns(top_k):
         if header[:1] == ["path"] and header[-1:] == ["checkpoint_sha256"]:
-            raise UsageError(f"{out} has other columns (another --top-k?); choose another --out (nothing was changed)")
+            raise UsageError(
+                f"{out} has other columns (another --top-k, or an older actionmoe's); "
+                "choose another --out (nothing was changed)"
+            )
         raise _not_ours(out, "its first line is not the header actionmoe writes")
     rows = [row for row in reader if row.get("checkpoint_sha256")]
     for row in rows:

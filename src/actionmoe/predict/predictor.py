@@ -45,6 +45,30 @@ class Prediction:
     score: float  # softmax probability averaged over the views
 
 
+UNKNOWN = "unknown"  # the answer when no class is confident enough (``min_confidence``)
+
+
+def check_min_confidence(value: float) -> float:
+    """``--min-confidence``: a probability in [0, 1].
+
+    Raises:
+        UsageError: anything else (NaN included).
+    """
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--min-confidence must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def answer(predictions: list[Prediction], min_confidence: float) -> str | None:
+    """The top class when its probability is above ``min_confidence``, else ``unknown``; None without predictions.
+
+    0 always answers (a softmax probability is positive); 1 never does.
+    """
+    if not predictions:
+        return None
+    return predictions[0].label if predictions[0].score > min_confidence else UNKNOWN
+
+
 @dataclass(frozen=True)
 class VideoPrediction:
     """The ranked actions of one video, or why it could not be read; the same JSON everywhere."""
@@ -53,10 +77,17 @@ class VideoPrediction:
     predictions: list[Prediction] = field(default_factory=list)
     seconds: float = 0.0  # decoding and this video's share of the model time
     error: str | None = None
+    min_confidence: float = 0.0  # below it the answer is "unknown" (the ranking is still listed)
+
+    @property
+    def answer(self) -> str | None:
+        """The top class, ``unknown`` when it is not above ``min_confidence``, None for an unreadable video."""
+        return answer(self.predictions, self.min_confidence)
 
     def to_json(self) -> dict:
         return {
             "path": self.source,
+            "answer": self.answer,
             "predictions": [asdict(p) for p in self.predictions],
             "seconds": round(self.seconds, 4),
             "error": self.error,
@@ -129,6 +160,7 @@ class Predictor:
         checkpoint_sha256: identifies the weights (recorded in batch outputs).
         source: the checkpoint or ONNX file.
         restored: the PyTorch model and its metadata (None for ONNX).
+        min_confidence: a video whose top probability is not above it is answered ``unknown``.
     """
 
     def __init__(
@@ -142,6 +174,7 @@ class Predictor:
         checkpoint_sha256: str,
         source: Path,
         restored: RestoredModel | None = None,
+        min_confidence: float = 0.0,
     ) -> None:
         self.engine = engine
         self.classes = classes
@@ -152,19 +185,27 @@ class Predictor:
         self.checkpoint_sha256 = checkpoint_sha256
         self.source = source
         self.restored = restored
+        self.min_confidence = check_min_confidence(min_confidence)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", precision: str | None = None, engine: str = "auto"
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        precision: str | None = None,
+        engine: str = "auto",
+        min_confidence: float = 0.0,
     ) -> Predictor:
         """``path``: a checkpoint file, a model folder, or ``hf://OWNER/NAME[@REVISION]`` (downloaded, cached).
         ``precision``: None = the checkpoint's training policy on this device; else auto | fp32 | bf16 | fp16.
-        ``engine``: ``auto`` (ONNX for a .onnx file, else PyTorch), ``torch`` or ``onnx``."""
+        ``engine``: ``auto`` (ONNX for a .onnx file, else PyTorch), ``torch`` or ``onnx``.
+        ``min_confidence``: answer ``unknown`` when the top probability is not above it."""
+        check_min_confidence(min_confidence)
         if isinstance(path, str) and path.startswith(HUB_PREFIX):
             path = fetch_model_folder(path)
         engine = choose_engine(Path(path), engine)
         if engine == "onnx":
-            return cls.from_onnx(path, device)
+            return cls.from_onnx(path, device, min_confidence)
         if precision not in (None, "auto", "fp32", "bf16", "fp16"):
             raise UsageError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
         target = pick_device(device)
@@ -183,10 +224,11 @@ class Predictor:
             checkpoint_sha256=restored.sha256,
             source=Path(path),
             restored=restored,
+            min_confidence=min_confidence,
         )
 
     @classmethod
-    def from_onnx(cls, path: str | Path, device: str = "auto") -> Predictor:
+    def from_onnx(cls, path: str | Path, device: str = "auto", min_confidence: float = 0.0) -> Predictor:
         """An ONNX model written by ``actionmoe export --format onnx``, with its sidecar ``PATH.json``.
 
         The sidecar is checked like a checkpoint's metadata (class list, preprocessing through the
@@ -218,6 +260,7 @@ class Predictor:
             device=torch.device("cpu"),
             checkpoint_sha256=sidecar["checkpoint_sha256"],
             source=path,
+            min_confidence=min_confidence,
         )
 
     @overload
@@ -244,7 +287,9 @@ class Predictor:
         else:
             views, source = load_views(self.reader, Path(video), self.preprocessing, False, rng), str(video)
         probs = self.video_probs([views])[0]
-        return VideoPrediction(source, self.rank(probs, top_k), time.perf_counter() - started)
+        return VideoPrediction(
+            source, self.rank(probs, top_k), time.perf_counter() - started, min_confidence=self.min_confidence
+        )
 
     def probabilities(self, video: str | Path) -> np.ndarray:
         """Class probabilities averaged over the views; [num_classes]."""
@@ -276,7 +321,7 @@ class Predictor:
         share = (time.perf_counter() - started) / max(1, len(readable))  # this video's part of the model time
         ranked = iter([self.rank(p, top_k) for p in probs])  # in the order of the readable videos
         return [
-            VideoPrediction(item.path, next(ranked), item.seconds + share)
+            VideoPrediction(item.path, next(ranked), item.seconds + share, min_confidence=self.min_confidence)
             if item.views is not None
             else VideoPrediction(item.path, [], item.seconds, item.error)
             for item in batch

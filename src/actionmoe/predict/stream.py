@@ -24,7 +24,7 @@ import numpy as np
 
 from actionmoe.data.decode import LiveReader, LiveSource, live_source
 from actionmoe.errors import UsageError, VideoDecodeError
-from actionmoe.predict.predictor import Predictor
+from actionmoe.predict.predictor import Predictor, answer
 from actionmoe.predict.timeline import parse_span, span_frames, window_offsets
 
 MAX_WINDOW_S = 30.0  # the buffer holds at most this much video (frames are kept resized)
@@ -208,6 +208,7 @@ def _classify(predictor, buffer, window_frames, stride_frames, fps, options, emi
                 {
                     "start_s": start / fps,
                     "end_s": end / fps,
+                    "answer": answer(ranked, predictor.min_confidence),  # "unknown" below the minimum confidence
                     "predictions": [asdict(p) for p in ranked],
                     "latency_s": time.monotonic() - arrived,
                 }

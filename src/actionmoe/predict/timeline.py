@@ -27,7 +27,7 @@ from actionmoe.data.sampling import uniform_indices
 from actionmoe.data.workers import batched
 from actionmoe.errors import PredictionStoppedError, UsageError, VideoDecodeError
 from actionmoe.files import check_output_file, pyplot, save_figure, write_atomically, write_json
-from actionmoe.predict.predictor import Prediction, Predictor
+from actionmoe.predict.predictor import UNKNOWN, Prediction, Predictor, answer
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +56,30 @@ class Timeline:
     windows: list[Window]
     probabilities: np.ndarray  # [windows, classes], for the plot
     classes: tuple[str, ...]
+    min_confidence: float = 0.0  # a window whose top probability is not above it is unknown
+
+    def answers(self) -> list[str]:
+        """Each window's answer: its top class, or ``unknown``."""
+        return [answer(w.predictions, self.min_confidence) or UNKNOWN for w in self.windows]
 
     def segments(self) -> list[Segment]:
-        """Consecutive windows with the same top label, merged into segments that tile the video.
+        """Consecutive windows with the same top label, merged into segments; unknown windows belong to none.
 
         Overlapping windows would give overlapping segments; instead each window speaks for the
         span around its centre, up to halfway to its neighbours' centres (from 0 for the first,
-        to its end for the last), so one moment has one label.
+        to its end for the last), so one moment has one label. Without unknown windows the
+        segments tile the video; an unknown window leaves a gap and ends the segment before it.
         """
-        spans = self._own_spans()
+        spans, answers = self._own_spans(), self.answers()
         merged: list[list[int]] = []
-        for index, window in enumerate(self.windows):
-            if merged and self.windows[merged[-1][-1]].predictions[0].label == window.predictions[0].label:
+        for index, label in enumerate(answers):
+            if label == UNKNOWN:
+                merged.append([])  # ends the run before it
+            elif merged and merged[-1] and answers[merged[-1][-1]] == label:
                 merged[-1].append(index)
             else:
                 merged.append([index])
+        merged = [run for run in merged if run]
         return [
             Segment(
                 spans[run[0]][0],
@@ -93,9 +102,15 @@ class Timeline:
             "fps": self.fps,
             "window_frames": self.window_frames,
             "stride_frames": self.stride_frames,
+            "min_confidence": self.min_confidence,
             "windows": [
-                {"start_s": w.start_s, "end_s": w.end_s, "predictions": [asdict(p) for p in w.predictions]}
-                for w in self.windows
+                {
+                    "start_s": w.start_s,
+                    "end_s": w.end_s,
+                    "answer": label,
+                    "predictions": [asdict(p) for p in w.predictions],
+                }
+                for w, label in zip(self.windows, self.answers())
             ],
             "segments": [asdict(s) for s in self.segments()],
         }
@@ -153,7 +168,14 @@ def predict_timeline(
     if not windows:  # shorter than one window: the plain prediction of the whole file
         return _single_window(predictor, video, fps, window_frames, stride_frames, top_k, seen["frames"])
     return Timeline(
-        str(video), fps, window_frames, stride_frames, windows, np.concatenate(probabilities), predictor.classes
+        str(video),
+        fps,
+        window_frames,
+        stride_frames,
+        windows,
+        np.concatenate(probabilities),
+        predictor.classes,
+        predictor.min_confidence,
     )
 
 
@@ -255,7 +277,16 @@ def _single_window(
         window_frames / fps,
     )
     window = Window(0.0, frames / fps, predictor.rank(probs, top_k))
-    return Timeline(str(video), fps, window_frames, stride_frames, [window], probs[None], predictor.classes)
+    return Timeline(
+        str(video),
+        fps,
+        window_frames,
+        stride_frames,
+        [window],
+        probs[None],
+        predictor.classes,
+        predictor.min_confidence,
+    )
 
 
 TIMELINE_SUFFIXES = (".json", ".csv", ".png")
@@ -285,13 +316,13 @@ def write_timeline(timeline: Timeline, out: Path) -> list[Path]:
 
 def _write_csv(timeline: Timeline, path: Path) -> None:
     top_k = len(timeline.windows[0].predictions)
-    columns = ["start_s", "end_s", *[f"{kind}_{r}" for r in range(1, top_k + 1) for kind in ("label", "score")]]
+    ranks = [f"{kind}_{r}" for r in range(1, top_k + 1) for kind in ("label", "score")]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(columns)
-        for window in timeline.windows:
+        writer.writerow(["start_s", "end_s", "answer", *ranks])
+        for window, label in zip(timeline.windows, timeline.answers()):
             ranked = [item for p in window.predictions for item in (p.label, f"{p.score:.6f}")]
-            writer.writerow([f"{window.start_s:.3f}", f"{window.end_s:.3f}", *ranked])
+            writer.writerow([f"{window.start_s:.3f}", f"{window.end_s:.3f}", label, *ranked])
 
 
 def plot_timeline(timeline: Timeline, path: Path, classes_shown: int = 5) -> None:
@@ -303,6 +334,11 @@ def plot_timeline(timeline: Timeline, path: Path, classes_shown: int = 5) -> Non
     fig, ax = plt.subplots(figsize=(10, 3.4))
     for c in shown:
         ax.plot(centres, probabilities[:, c], marker="o" if len(centres) < 40 else None, label=timeline.classes[c])
+    for window, label in zip(timeline.windows, timeline.answers()):
+        if label == UNKNOWN:  # shaded: below the minimum confidence
+            ax.axvspan(window.start_s, window.end_s, color="0.85", zorder=0, linewidth=0)
+    if timeline.min_confidence > 0:
+        ax.axhline(timeline.min_confidence, color="0.4", linestyle=":", linewidth=1, label="minimum confidence")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1.02)
@@ -316,7 +352,13 @@ def plot_timeline(timeline: Timeline, path: Path, classes_shown: int = 5) -> Non
 
 
 def timeline_summary(timeline: Timeline) -> str:
-    return "\n".join(f"{s.start_s:7.2f}-{s.end_s:7.2f} s  {s.label} {s.score:.3f}" for s in timeline.segments())
+    lines = [f"{s.start_s:7.2f}-{s.end_s:7.2f} s  {s.label} {s.score:.3f}" for s in timeline.segments()]
+    unknown = timeline.answers().count(UNKNOWN)
+    if unknown:
+        lines.append(
+            f"{unknown} of {len(timeline.windows)} windows unknown (top score not above {timeline.min_confidence:g})"
+        )
+    return "\n".join(lines)
 
 
 def timeline_json(timeline: Timeline) -> str:

@@ -21,11 +21,12 @@ import tempfile
 import time
 import uuid
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 from actionmoe.data.decode import video_duration
 from actionmoe.errors import UsageError, VideoDecodeError
-from actionmoe.predict.predictor import Predictor
+from actionmoe.predict.predictor import UNKNOWN, Predictor, check_min_confidence
 from actionmoe.predict.timeline import plot_timeline, predict_timeline
 from actionmoe.predict.visualize import save_prediction_grid
 
@@ -53,11 +54,11 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, exampl
 
     scratch = Path(tempfile.mkdtemp(prefix="actionmoe-app-"))  # answers' PNGs until Gradio has copied them
 
-    def classify(video: str | None):
+    def classify(video: str | None, min_confidence: float = predictor.min_confidence):
         if not video:
             raise gr.Error("Upload or record a video first.")
         try:
-            return answer(predictor, Path(video), top_k, _new_folder(scratch))
+            return answer(predictor, Path(video), top_k, _new_folder(scratch), min_confidence)
         except (VideoDecodeError, UsageError) as exc:
             raise gr.Error(f"Cannot classify this file: {exc}") from None
 
@@ -70,11 +71,21 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, exampl
         with gr.Row():
             video = gr.Video(sources=["upload", "webcam"], label="video", elem_id="video")
             with gr.Column():
+                verdict = gr.Textbox(label="answer", elem_id="answer", interactive=False)
                 label = gr.Label(num_top_classes=top_k, label="actions", elem_id="actions")
                 thumbnail = gr.Image(label="middle frame and top three", type="filepath", elem_id="thumbnail")
                 timeline = gr.Image(label="timeline (videos longer than one window)", type="filepath")
+        threshold = gr.Slider(
+            0.0,
+            1.0,
+            value=predictor.min_confidence,
+            step=0.01,
+            label="minimum confidence (below it the answer is 'unknown')",
+            elem_id="min-confidence",
+        )
         button = gr.Button("Classify", variant="primary")
-        button.click(classify, inputs=video, outputs=[label, thumbnail, timeline], api_name=API_NAME)
+        outputs = [label, thumbnail, timeline, verdict]
+        button.click(classify, inputs=[video, threshold], outputs=outputs, api_name=API_NAME)
         if examples:
             gr.Examples([[str(path)] for path in examples], inputs=video, label="examples")
     app.queue(default_concurrency_limit=concurrency)
@@ -92,31 +103,38 @@ def _new_folder(scratch: Path) -> Path:
     return folder
 
 
-def answer(predictor: Predictor, path: Path, top_k: int, folder: Path) -> tuple[dict, Path, Path | None]:
+def answer(
+    predictor: Predictor, path: Path, top_k: int, folder: Path, min_confidence: float = 0.0
+) -> tuple[dict, Path, Path | None, str]:
     """{label: score} of the whole video, its thumbnail with the top three (as ``predict --grid`` draws it),
-    and the timeline plot when it spans several windows; the images are PNG files written in ``folder``.
+    the timeline plot when it spans several windows (its unknown windows shaded), and the answer: the
+    top class, or ``unknown`` when its probability is not above ``min_confidence``. Images are PNG files
+    written in ``folder``.
 
     Raises:
         VideoDecodeError: the file cannot be read as a video.
+        UsageError: ``min_confidence`` outside [0, 1].
     """
-    result = predictor.predict(path, top_k=top_k)
+    check_min_confidence(min_confidence)
+    result = replace(predictor.predict(path, top_k=top_k), min_confidence=min_confidence)
     if result.error:
         raise VideoDecodeError(result.error)
     scores = {p.label: p.score for p in result.predictions}
+    verdict = result.answer if result.answer != UNKNOWN else f"unknown (no class above {min_confidence:.2f})"
     thumbnail = save_prediction_grid([result], predictor.classes, folder / "thumbnail.png")
     duration = video_duration(path)  # from the header: a short video is not decoded again for a timeline
     if 0 < duration <= float(TIMELINE_WINDOW) + float(TIMELINE_STRIDE):
-        return scores, thumbnail, None
+        return scores, thumbnail, None, verdict
     timeline = predict_timeline(predictor, path, TIMELINE_WINDOW, TIMELINE_STRIDE, top_k=top_k)
     if len(timeline.windows) < 2:
-        return scores, thumbnail, None
-    plot_timeline(timeline, folder / "timeline.png")
-    return scores, thumbnail, folder / "timeline.png"
+        return scores, thumbnail, None, verdict
+    plot_timeline(replace(timeline, min_confidence=min_confidence), folder / "timeline.png")
+    return scores, thumbnail, folder / "timeline.png", verdict
 
 
 SPACE_APP = """\
 # A Hugging Face Space (Gradio SDK) for an actionmoe model, written by `actionmoe app --space`.
-from actionmoe.predict.predictor import Predictor
+from actionmoe.predict.predictor import UNKNOWN, Predictor, check_min_confidence
 from actionmoe.web.app import build_app
 
 app = build_app(Predictor.from_checkpoint("model", device="auto"), concurrency={concurrency})

@@ -4,7 +4,8 @@
     GET  /api/info       {"classes": [...], "checkpoint": ...}
     GET  /healthz        {"status": "ok"}
     POST /api/predict    a multipart upload (field ``file``) or the video as the raw body;
-                         query ``top_k``, and ``window`` / ``stride`` for a timeline
+                         query ``top_k``, ``min_confidence`` (answer "unknown" unless the top
+                         probability is above it), and ``window`` / ``stride`` for a timeline
     GET  /docs           the OpenAPI description
 
 An upload streams to a temporary file (never whole into memory) that is deleted after the
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -240,16 +241,24 @@ def create_app(
 
     @app.post("/api/predict", openapi_extra={"requestBody": UPLOAD_BODY}, responses=ERROR_RESPONSES)
     async def predict(
-        request: Request, top_k: int = top_k, window: str | None = None, stride: str = "1.0", timeline: bool = False
+        request: Request,
+        top_k: int = top_k,
+        window: str | None = None,
+        stride: str = "1.0",
+        timeline: bool = False,
+        min_confidence: float | None = None,
     ):
         """A multipart upload (field ``file``) or the raw body.
 
         ``window``/``stride`` (seconds, or ``48f`` frames): the timeline alone. ``timeline=true``: the
         ranking of the whole video and, when it is longer than two windows (of ``window``, default
         2 s), its timeline under ``"timeline"`` (null for a short video), from one upload.
+        ``min_confidence`` (0-1; default the service's ``--min-confidence``): ``"answer"`` is ``"unknown"``
+        unless the top probability is above it, and so are such timeline windows.
         """
         service = _Service(predictor, limits, executor, admission, stopping, folder)
-        job = _Request(top_k, window, stride, timeline)
+        threshold = predictor.min_confidence if min_confidence is None else min_confidence
+        job = _Request(top_k, window, stride, timeline, threshold)
         try:
             return await service.handle(request, job)
         except _RefusedError as refused:
@@ -266,6 +275,7 @@ class _Request:
     window: str | None  # a timeline of these windows alone
     stride: str
     timeline: bool  # the ranking, plus a timeline when the video is longer than two windows
+    min_confidence: float = 0.0  # the answer is "unknown" unless the top probability is above it
 
 
 class _Service:
@@ -282,6 +292,8 @@ class _Service:
     async def handle(self, request, job: _Request) -> dict:
         if job.top_k < 1:
             raise _RefusedError(400, f"top_k must be at least 1, got {job.top_k}")
+        if not 0.0 <= job.min_confidence <= 1.0:
+            raise _RefusedError(400, f"min_confidence must be between 0 and 1, got {job.min_confidence}")
         declared = int(request.headers.get("content-length") or 0)
         if declared > self.limits.max_upload_bytes + 64 * 1024:  # a multipart envelope adds a little
             raise _RefusedError(413, f"video too large ({declared} bytes; limit {self.limits.max_upload_bytes})")
@@ -363,11 +375,15 @@ AUTO_STRIDE_S = 1.0
 def _job(predictor: Predictor, path: Path, name: str, job: _Request):
     from actionmoe.predict.timeline import parse_span, predict_timeline
 
+    def timeline_of(window: str, stride: str, should_stop):
+        timeline = predict_timeline(predictor, path, window, stride, job.top_k, should_stop=should_stop)
+        return replace(timeline, min_confidence=job.min_confidence)
+
     def run(should_stop) -> dict:
         if job.window is not None and not job.timeline:
-            timeline = predict_timeline(predictor, path, job.window, job.stride, job.top_k, should_stop=should_stop)
-            return {"video": name, **timeline.to_json(), "path": name}
-        result = {"video": name, **predictor.predict(path, job.top_k).to_json(), "path": name}
+            return {"video": name, **timeline_of(job.window, job.stride, should_stop).to_json(), "path": name}
+        ranked = replace(predictor.predict(path, job.top_k), min_confidence=job.min_confidence)
+        result = {"video": name, **ranked.to_json(), "path": name}
         if not job.timeline:
             return result
         window = job.window or str(AUTO_WINDOW_S)
@@ -376,7 +392,7 @@ def _job(predictor: Predictor, path: Path, name: str, job: _Request):
         duration = video_duration(path)  # 0.0 when the header does not say
         if unit == "seconds" and 0 < duration <= 2 * value:
             return {**result, "timeline": None}  # not longer than two windows
-        timeline = predict_timeline(predictor, path, window, stride, job.top_k, should_stop=should_stop)
+        timeline = timeline_of(window, stride, should_stop)
         return {**result, "timeline": timeline.to_json() if len(timeline.windows) > 2 else None}
 
     return run
