@@ -175,7 +175,7 @@ def test_two_batch_runs_into_one_file_do_not_interleave(capsys, trained_run, dat
     assert any(code == 0 for code, _ in outcomes), outcomes
     assert all(code == 0 or "another process is writing predictions" in err for code, err in outcomes), outcomes
     rows = list(csv.DictReader(out.open(newline="")))
-    assert out.read_text().count("path,label_1") == 1
+    assert out.read_text().count("path,answer,label_1") == 1
     assert len(rows) == len({r["path"] for r in rows}) == len(list((dataset_root / "videos").rglob("*.avi")))
 
 

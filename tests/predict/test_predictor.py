@@ -77,8 +77,8 @@ def test_exported_program_matches_the_model(trained_run, tmp_path, capsys):
     for batch in (2, 3):  # the batch axis is dynamic
         clip = torch.randn(batch, 3, 8, 24, 24)
         with torch.no_grad():
-            expected = predictor.restored.model(clip).logits.softmax(dim=1)
-            assert torch.allclose(program(clip), expected, atol=1e-5)
+            expected = (predictor.restored.model(clip).logits / predictor.restored.temperature).softmax(dim=1)
+            assert torch.allclose(program(clip), expected, atol=1e-5)  # the fitted temperature, inside the graph
     assert main(["export", "--checkpoint", str(trained_run / "missing.safetensors"), "--out", str(out)]) == 1
 
 
@@ -96,7 +96,13 @@ def test_one_api_for_paths_lists_and_frames(trained_run, dataset_root):
     for other in (listed, from_frames, from_tensor):
         assert [p.label for p in other.predictions] == [p.label for p in single.predictions]
         assert np.allclose([p.score for p in other.predictions], [p.score for p in single.predictions], atol=1e-5)
-    assert from_frames.source == "<frames>" and set(single.to_json()) == {"path", "predictions", "seconds", "error"}
+    assert from_frames.source == "<frames>" and set(single.to_json()) == {
+        "path",
+        "answer",
+        "predictions",
+        "seconds",
+        "error",
+    }
 
 
 @pytest.fixture
@@ -201,11 +207,11 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(trained_run, dataset_root, t
     sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
     assert sidecar["format"] == "onnx" and sidecar["opset"] == 20 and sidecar["input_shape"][0] == "batch"
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    model = Predictor.from_checkpoint(checkpoint, device="cpu").restored.model
+    restored = Predictor.from_checkpoint(checkpoint, device="cpu").restored
     for batch in (1, 3):  # a trained router: ties between identical experts would break differently
         clip = torch.randn(batch, 3, 8, 24, 24, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
-            expected = model(clip).logits.softmax(dim=1).numpy()
+            expected = (restored.model(clip).logits / restored.temperature).softmax(dim=1).numpy()
         actual = session.run(None, {"clips": clip.numpy()})[0]
         assert actual.shape == (batch, 3) and np.abs(actual - expected).max() < 1e-4
 

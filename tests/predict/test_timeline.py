@@ -76,7 +76,7 @@ def test_timeline_files_and_the_command(predictor, trained_run, shared_data, tmp
     )
     assert code == 0
     rows = out.read_text().splitlines()
-    assert rows[0] == "start_s,end_s,label_1,score_1,label_2,score_2" and len(rows) == 1 + 9  # starts 0..8 s
+    assert rows[0] == "start_s,end_s,answer,label_1,score_1,label_2,score_2" and len(rows) == 1 + 9  # starts 0..8 s
     assert (tmp_path / "timeline.png").stat().st_size > 2000
     capsys.readouterr()
     assert (

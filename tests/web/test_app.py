@@ -37,13 +37,21 @@ def test_the_app_ranks_real_videos_as_the_predictor_does(app_url, predictor):
 
     app = client(app_url)
     for video in sorted(FIXTURES.iterdir()):
-        label, thumbnail, _ = app.predict(handle_file(str(video)), api_name="/classify")
+        label, thumbnail, _, answer = app.predict(handle_file(str(video)), api_name="/classify")
         expected = predictor.predict(video)
         ranked = [(c["label"], c["confidence"]) for c in label["confidences"]]
         assert [name for name, _ in ranked] == [p.label for p in expected.predictions], video.name
         assert [score for _, score in ranked] == pytest.approx([p.score for p in expected.predictions], abs=1e-5)
         assert label["label"] == expected.predictions[0].label
         assert thumbnail is not None  # the middle frame with the top three, as predict --grid draws it
+        assert answer == expected.predictions[0].label  # the slider starts at the predictor's 0: always an answer
+
+
+def test_the_slider_turns_every_answer_unknown_at_one_and_keeps_the_ranking(app_url):
+    from gradio_client import handle_file
+
+    label, _, _, answer = client(app_url).predict(handle_file(str(FIXTURES / "test.avi")), 1.0, api_name="/classify")
+    assert answer.startswith("unknown") and label["confidences"]
 
 
 def test_an_unreadable_upload_is_one_message_and_the_next_one_works(app_url, tmp_path):
@@ -69,7 +77,7 @@ def test_ten_clients_at_once_are_all_answered_and_no_image_is_rewritten_while_do
 
     video = FIXTURES / "test.avi"
     expected = predictor.predict(video).predictions[0].label
-    _, thumbnail, _ = Client(app_url, verbose=False, download_files=False).predict(
+    _, thumbnail, *_ = Client(app_url, verbose=False, download_files=False).predict(
         handle_file(str(video)), api_name="/classify"
     )
     whole = httpx.get(thumbnail["url"]).content
@@ -124,6 +132,7 @@ def test_a_real_browser_uploads_a_video_and_sees_the_ranked_actions(app_url, pre
         page.get_by_role("button", name="Classify").click()
         actions.get_by_text(expected).first.wait_for(timeout=120_000)
         page.locator("#thumbnail img").first.wait_for(timeout=30_000)  # the middle frame with the top three
+        assert page.locator("#min-confidence").count() == 1  # the unknown threshold's slider
         shown = actions.inner_text()
         browser.close()
     assert all(label in shown for label in predictor.classes) and "%" in shown  # every class ranked, in percent

@@ -7,6 +7,7 @@ training.py   demo, train, evaluate, ablate
 use.py        predict, export, serve (the uses of a trained model)
 app.py        app (the Gradio app), stream (webcams, network streams, files as they play)
 share.py      push (a model folder with its card, to the Hub)
+explain.py    explain (Grad-CAM: where the model looked, per expert)
 bench.py      bench data | model | train | predict
 
 A handler resolves its config, checks its arguments before any expensive work, calls one library
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from actionmoe import __version__
-from actionmoe.cli import about, app, bench, data, share, training, use
+from actionmoe.cli import about, app, bench, data, explain, share, training, use
 from actionmoe.cli.common import add_verbosity_args, examples, resolve_remote_checkpoint
 from actionmoe.errors import ActionMoEError
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         app.add_app,
         app.add_stream,
         share.add_push,
+        explain.add_explain,
         bench.add_bench,
         data.add_data,
     ):

@@ -20,6 +20,7 @@ from actionmoe.evaluation.metrics import (
     aggregate_views,
     calibration,
     classification_metrics,
+    risk_coverage,
     routing_health,
     topk_accuracy,
 )
@@ -197,6 +198,7 @@ def summarize(
             video["per_class"][name]["train_videos"] = count
     matrix = video.pop("confusion")
     video["calibration"] = calibration(video_scores, predictions.labels)
+    video["risk_coverage"] = risk_coverage(video_scores, predictions.labels)
     num_views = predictions.view_probs.shape[1]
     clip_scores = predictions.view_probs.reshape(-1, predictions.view_probs.shape[2])
     clip_labels = np.repeat(predictions.labels, num_views)

@@ -5,6 +5,8 @@ Shared by training (top-k hits per batch) and evaluation; nothing here imports t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -103,6 +105,30 @@ def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_
         for b in range(bins)
     ]
     return {"ece": ece, "brier": brier, "bins": table}
+
+
+COVERAGE_STEPS = 20  # the risk-coverage curve at 5%, 10%, ..., 100% of the videos answered
+
+
+def risk_coverage(scores: np.ndarray, labels: np.ndarray, steps: int = COVERAGE_STEPS) -> dict:
+    """Accuracy of the answered videos against the share answered, answering the most confident first.
+
+    Scores [N, C], labels [N]. At each coverage c in 1/steps ... 1 the ceil(c N) most confident
+    videos are answered; ``min_confidence`` is the ``--min-confidence`` that answers exactly those
+    (the top score of the most confident video left out; 0 at full coverage, where the accuracy is
+    the plain top-1). Ties keep the videos' order.
+    """
+    confidence = scores.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    correct = (scores.argmax(axis=1) == labels)[order]
+    ranked = confidence[order]
+    coverage, accuracy, threshold = [], [], []
+    for step in range(1, steps + 1):
+        answered = max(1, math.ceil(step * len(labels) / steps - 1e-9))
+        coverage.append(round(step / steps, 6))
+        accuracy.append(float(correct[:answered].mean()))
+        threshold.append(float(ranked[answered]) if answered < len(labels) else 0.0)
+    return {"coverage": coverage, "accuracy": accuracy, "min_confidence": threshold}
 
 
 def parse_views(text: str) -> tuple[int, int]:

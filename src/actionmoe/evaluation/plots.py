@@ -80,6 +80,23 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> None:
     save_figure(fig, path, DPI)
 
 
+def plot_risk_coverage(curve: dict, chance: float, path: Path) -> None:
+    """Accuracy of the answered videos against the share answered (most confident first); full coverage = top-1."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot(curve["coverage"], curve["accuracy"], marker="o", markersize=3, color="#4C72B0", label="answered videos")
+    ax.axhline(curve["accuracy"][-1], color="grey", linestyle=":", label="top-1 (everything answered)")
+    ax.axhline(chance, color="#C44E52", linestyle="--", linewidth=1, label="chance")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("coverage (share of videos answered)")
+    ax.set_ylabel("accuracy of the answered videos")
+    ax.set_title("Risk-coverage (video level)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, DPI)
+
+
 def plot_expert_usage(fraction: list[float], mean_gate: list[float], path: Path) -> None:
     plt = pyplot()
     experts = np.arange(len(fraction))

@@ -21,6 +21,7 @@ from actionmoe.evaluation.plots import (
     plot_expert_usage,
     plot_per_class_accuracy,
     plot_reliability,
+    plot_risk_coverage,
     plot_training_curves,
 )
 from actionmoe.files import (
@@ -49,6 +50,7 @@ REPORT_NAMES = {
     "confusion_matrix.png",
     "per_class_accuracy.png",
     "reliability.png",
+    "risk_coverage.png",
     "expert_usage.png",
     "class_expert_routing.png",
     "training_curves.png",
@@ -123,6 +125,9 @@ def _write_report_files(evaluation: Evaluation, out: Path) -> list[str]:
     calibrated = metrics["video_level"]["calibration"]
     plot_reliability(calibrated["bins"], calibrated["ece"], out / "reliability.png")
     written.append("reliability.png")
+    video = metrics["video_level"]
+    plot_risk_coverage(video["risk_coverage"], video["chance_top1"], out / "risk_coverage.png")
+    written.append("risk_coverage.png")
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     _write_confusion_csv(evaluation.confusion, classes, out / "confusion_matrix.csv")
     protocol = metrics["protocol"]
@@ -254,9 +259,33 @@ def _accuracy_lines(metrics: dict, plots: set[str]) -> list[str]:
         lines += ["", "![confusion matrix, each row sums to 1](confusion_matrix.png)"]
     if "per_class_accuracy.png" in plots:
         lines += ["", "![accuracy per class](per_class_accuracy.png)"]
-    return lines + _calibration_lines(
-        video.get("calibration"), clip.get("calibration"), plots, metrics.get("calibration")
+    return (
+        lines
+        + _calibration_lines(video.get("calibration"), clip.get("calibration"), plots, metrics.get("calibration"))
+        + _risk_coverage_lines(video.get("risk_coverage"), plots)
     )
+
+
+def _risk_coverage_lines(curve: dict | None, plots: set[str]) -> list[str]:
+    """What a ``--min-confidence`` costs and buys on this test split (reports before 2026-12-02 lack it)."""
+    if curve is None:
+        return []
+    lines = [
+        "",
+        "## Answering only when confident",
+        "",
+        "With `--min-confidence P` a video whose top probability is not above P is answered `unknown`. "
+        "Answering the most confident videos first, on this test split:",
+        "",
+        "| videos answered | accuracy of those | --min-confidence |",
+        "|---|---|---|",
+    ]
+    for coverage, accuracy, threshold in zip(curve["coverage"], curve["accuracy"], curve["min_confidence"]):
+        if round(coverage * 100) % 25 == 0 or coverage == curve["coverage"][0]:
+            lines.append(f"| {coverage:.0%} | {accuracy:.3f} | {threshold:.3f} |")
+    if "risk_coverage.png" in plots:
+        lines += ["", "![accuracy of the answered videos against the share answered](risk_coverage.png)"]
+    return lines
 
 
 def _calibration_lines(video: dict | None, clip: dict | None, plots: set[str], scaling: dict | None) -> list[str]:

@@ -1,7 +1,9 @@
 """``actionmoe app``: a Gradio app around a Predictor, for hosted notebooks (Colab, Kaggle) and Spaces.
 
-Upload or record a video (the webcam), get the ranked actions as a label and, for a video longer
-than one window, the timeline plot. ``build_app(predictor)`` returns the Blocks, so a notebook cell
+Upload or record a video (the webcam), get the ranked actions as a label, the answer (``unknown``
+below the minimum-confidence slider) and, for a video longer than one window, the timeline plot;
+on request, the Grad-CAM strip of where the model looked (per expert if asked).
+``build_app(predictor)`` returns the Blocks, so a notebook cell
 can ``launch(share=True)``: the public link is how a browser reaches an app inside Colab or Kaggle.
 Predictions go through the same Predictor as ``predict`` and ``serve``; Gradio's queue bounds how
 many run at once (``concurrency``). Uploads live in Gradio's content-addressed cache, where two
@@ -33,6 +35,7 @@ from actionmoe.predict.visualize import save_prediction_grid
 log = logging.getLogger(__name__)
 
 API_NAME = "classify"  # gradio_client: Client(url).predict(handle_file(video), api_name="/classify")
+EXPLAIN_API_NAME = "explain"  # Client(url).predict(handle_file(video), per_expert, api_name="/explain")
 TIMELINE_WINDOW, TIMELINE_STRIDE = "2.0", "1.0"  # seconds
 CACHE_SECONDS = 600  # uploads older than this are deleted, swept this often
 
@@ -62,6 +65,14 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, exampl
         except (VideoDecodeError, UsageError) as exc:
             raise gr.Error(f"Cannot classify this file: {exc}") from None
 
+    def where(video: str | None, per_expert: bool = False):
+        if not video:
+            raise gr.Error("Upload or record a video first.")
+        try:
+            return explanation_strip(predictor, Path(video), per_expert, _new_folder(scratch))
+        except (VideoDecodeError, UsageError) as exc:
+            raise gr.Error(f"Cannot explain this file: {exc}") from None
+
     sweep = (CACHE_SECONDS, CACHE_SECONDS)  # Gradio's copies of uploads and answers: deleted when this old
     with gr.Blocks(title="actionmoe", analytics_enabled=False, delete_cache=sweep) as app:
         gr.Markdown(
@@ -86,6 +97,11 @@ def build_app(predictor: Predictor, concurrency: int = 2, top_k: int = 5, exampl
         button = gr.Button("Classify", variant="primary")
         outputs = [label, thumbnail, timeline, verdict]
         button.click(classify, inputs=[video, threshold], outputs=outputs, api_name=API_NAME)
+        with gr.Accordion("Where did the model look? (Grad-CAM)", open=False):
+            per_expert = gr.Checkbox(label="one row per expert", value=False, elem_id="per-expert")
+            explain_button = gr.Button("Explain", elem_id="explain")
+            strip = gr.Image(label="heat over the frames, one row per map", type="filepath", elem_id="strip")
+        explain_button.click(where, inputs=[video, per_expert], outputs=strip, api_name=EXPLAIN_API_NAME)
         if examples:
             gr.Examples([[str(path)] for path in examples], inputs=video, label="examples")
     app.queue(default_concurrency_limit=concurrency)
@@ -130,6 +146,18 @@ def answer(
         return scores, thumbnail, None, verdict
     plot_timeline(replace(timeline, min_confidence=min_confidence), folder / "timeline.png")
     return scores, thumbnail, folder / "timeline.png", verdict
+
+
+def explanation_strip(predictor: Predictor, path: Path, per_expert: bool, folder: Path) -> Path:
+    """The Grad-CAM frame strip of the predicted class (``predict.explain``), a PNG in ``folder``.
+
+    Raises:
+        UsageError: an ONNX predictor (no gradients).
+        VideoDecodeError: the file cannot be read as a video.
+    """
+    from actionmoe.predict.explain import explain, save_strip
+
+    return save_strip(explain(predictor, path, None, per_expert), folder / "gradcam.png")
 
 
 SPACE_APP = """\

@@ -6,6 +6,9 @@
     POST /api/predict    a multipart upload (field ``file``) or the video as the raw body;
                          query ``top_k``, ``min_confidence`` (answer "unknown" unless the top
                          probability is above it), and ``window`` / ``stride`` for a timeline
+    POST /api/explain    the same upload; Grad-CAM of where the model looked (``predict.explain``): the
+                         class, its probability, the gates, and the frame strip as a PNG data URL;
+                         query ``class_name`` (default the predicted class), ``per_expert``
     GET  /docs           the OpenAPI description
 
 An upload streams to a temporary file (never whole into memory) that is deleted after the
@@ -264,6 +267,18 @@ def create_app(
         except _RefusedError as refused:
             return JSONResponse({"error": refused.message}, refused.status, headers=refused.headers)
 
+    @app.post("/api/explain", openapi_extra={"requestBody": UPLOAD_BODY}, responses=ERROR_RESPONSES)
+    async def explain(request: Request, class_name: str | None = None, per_expert: bool = False):
+        """Grad-CAM of the upload: ``class``, ``score``, ``gates`` and ``strip`` (a ``data:image/png;base64`` URL:
+        one row of frames per map, the model's first, then with ``per_expert`` the shared and each routed expert).
+        """
+        service = _Service(predictor, limits, executor, admission, stopping, folder)
+        job = _Request(top_k, None, "1.0", False, predictor.min_confidence, explain=True, class_name=class_name)
+        try:
+            return await service.handle(request, replace(job, per_expert=per_expert))
+        except _RefusedError as refused:
+            return JSONResponse({"error": refused.message}, refused.status, headers=refused.headers)
+
     return app
 
 
@@ -276,6 +291,9 @@ class _Request:
     stride: str
     timeline: bool  # the ranking, plus a timeline when the video is longer than two windows
     min_confidence: float = 0.0  # the answer is "unknown" unless the top probability is above it
+    explain: bool = False  # Grad-CAM instead of the ranking
+    class_name: str | None = None  # the class to explain (None: the predicted one)
+    per_expert: bool = False
 
 
 class _Service:
@@ -294,6 +312,13 @@ class _Service:
             raise _RefusedError(400, f"top_k must be at least 1, got {job.top_k}")
         if not 0.0 <= job.min_confidence <= 1.0:
             raise _RefusedError(400, f"min_confidence must be between 0 and 1, got {job.min_confidence}")
+        if job.explain:
+            from actionmoe.predict.explain import check_explainable
+
+            try:
+                check_explainable(self.predictor, job.class_name)
+            except UsageError as exc:
+                raise _RefusedError(400, str(exc).replace("--class", "class_name")) from None
         declared = int(request.headers.get("content-length") or 0)
         if declared > self.limits.max_upload_bytes + 64 * 1024:  # a multipart envelope adds a little
             raise _RefusedError(413, f"video too large ({declared} bytes; limit {self.limits.max_upload_bytes})")
@@ -380,6 +405,8 @@ def _job(predictor: Predictor, path: Path, name: str, job: _Request):
         return replace(timeline, min_confidence=job.min_confidence)
 
     def run(should_stop) -> dict:
+        if job.explain:
+            return {"video": name, **_explanation(predictor, path, job)}
         if job.window is not None and not job.timeline:
             return {"video": name, **timeline_of(job.window, job.stride, should_stop).to_json(), "path": name}
         ranked = replace(predictor.predict(path, job.top_k), min_confidence=job.min_confidence)
@@ -396,6 +423,27 @@ def _job(predictor: Predictor, path: Path, name: str, job: _Request):
         return {**result, "timeline": timeline.to_json() if len(timeline.windows) > 2 else None}
 
     return run
+
+
+def _explanation(predictor: Predictor, path: Path, job: _Request) -> dict:
+    """Grad-CAM of the uploaded file; the strip is written beside the upload, read back and deleted."""
+    import base64
+
+    from actionmoe.predict.explain import explain, save_strip
+
+    result = explain(predictor, path, job.class_name, job.per_expert)
+    strip = path.with_name(path.name + ".gradcam.png")  # named like the upload: swept with it at shutdown
+    try:
+        png = save_strip(result, strip).read_bytes()
+    finally:
+        strip.unlink(missing_ok=True)
+    return {
+        "class": result.class_name,
+        "score": result.score,
+        "gates": result.gates,
+        "maps": list(result.maps),
+        "strip": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+    }
 
 
 @contextlib.asynccontextmanager
