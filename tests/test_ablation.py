@@ -195,3 +195,31 @@ def test_a_bad_variant_stops_ablate_before_any_dataset_is_written(tmp_path, caps
     assert not (out / "archives").exists() and not (out / "hmdb51").exists()
     plain = ["ablate", "--config", "demo", "--vary-data", "--variant", "a=", "--out", str(tmp_path / "x")]
     assert main(plain) == 2 and "--vary-data needs --synthetic" in capsys.readouterr().err
+
+
+def test_the_plot_shows_every_seed_and_the_chance_line(tmp_path, monkeypatch):
+    from matplotlib.collections import PathCollection
+
+    from actionmoe import ablation
+
+    def run(seed: int, top1: float) -> dict:
+        return {"seed": seed, "top1": top1, "mean_class_accuracy": top1, "clips_per_s": 3.0, "parameters": 10,
+                "routing": None, "chance_top1": 0.25}  # fmt: skip
+
+    runs = {"a": [run(s, v) for s, v in enumerate([0.5, 0.6, 0.7])], "b": [run(s, v) for s, v in enumerate([0.3, 0.4])]}
+    summary = ablation.summarize_ablation(runs, {"a": [], "b": []}, "tiny", 3)
+    assert summary["chance_top1"] == 0.25
+    drawn = {}
+    real_save = ablation.save_figure
+
+    def keep(fig, path, dpi=110):
+        ax = fig.axes[0]
+        scatters = [c for c in ax.collections if isinstance(c, PathCollection)]  # not the error bars
+        drawn["dots"] = sorted(tuple(p) for c in scatters for p in c.get_offsets().tolist())
+        drawn["lines"] = [line.get_ydata()[0] for line in ax.get_lines() if line.get_label() == "chance"]
+        return real_save(fig, path, dpi)
+
+    monkeypatch.setattr(ablation, "save_figure", keep)
+    ablation.plot_ablation(summary, tmp_path / "ablation.png")
+    assert sorted(round(y, 2) for _, y in drawn["dots"]) == [0.3, 0.4, 0.5, 0.6, 0.7]
+    assert drawn["lines"] == [0.25]

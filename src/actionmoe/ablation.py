@@ -130,6 +130,7 @@ def run_one(config: Config, run_dir: Path) -> dict:
         "seed": config.train.seed,
         "trained_now": outcome.trained,
         "top1": metrics["video_level"]["top1"],
+        "chance_top1": 1 / len(metrics["video_level"]["per_class"]),
         "mean_class_accuracy": metrics["video_level"]["mean_class_accuracy"],
         "clips_per_s": float(np.mean([row["clips_per_s"] for row in rows])) if rows else None,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -207,6 +208,7 @@ def summarize_ablation(
         "variants": variants,
         "baseline": first,
         "std": "sample standard deviation over seeds (ddof=1)",
+        "chance_top1": next((r["chance_top1"] for rs in runs.values() for r in rs if "chance_top1" in r), None),
     }
 
 
@@ -286,13 +288,21 @@ def _comparison_lines(summary: dict) -> list[str]:
 
 
 def plot_ablation(summary: dict, path: Path) -> None:
-    """Test top-1 per variant, mean with the seed-to-seed standard deviation as error bars."""
+    """Test top-1 per variant: the mean as a bar with the seed-to-seed standard deviation, every seed as a dot,
+    and the chance level as a line."""
     plt = pyplot()
     names = list(summary["variants"])
     means = [summary["variants"][n]["top1"]["mean"] for n in names]
     stds = [summary["variants"][n]["top1"]["std"] for n in names]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.6))
-    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4a78a8")
+    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="#9ab5d3", label="mean ± std")
+    for index, name in enumerate(names):
+        seeds = summary["variants"][name]["top1"]["values"]
+        offsets = np.linspace(-0.18, 0.18, len(seeds)) if len(seeds) > 1 else np.zeros(1)
+        ax.scatter(index + offsets, seeds, s=14, color="#1f3f66", zorder=3, label="one seed" if index == 0 else None)
+    if summary.get("chance_top1"):
+        ax.axhline(summary["chance_top1"], color="#C44E52", linestyle="--", linewidth=1, label="chance")
+    ax.legend(fontsize=7, loc="upper right")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel("test top-1")
     ax.set_ylim(0, 1.02)
