@@ -223,3 +223,22 @@ def test_the_plot_shows_every_seed_and_the_chance_line(tmp_path, monkeypatch):
     ablation.plot_ablation(summary, tmp_path / "ablation.png")
     assert sorted(round(y, 2) for _, y in drawn["dots"]) == [0.3, 0.4, 0.5, 0.6, 0.7]
     assert drawn["lines"] == [0.25]
+
+
+def test_twin_accuracy_is_summarised_and_compared_like_top1_where_the_dataset_has_twins():
+    from actionmoe.ablation import ablation_markdown, summarize_ablation
+
+    def run(seed: int, twin: float | None) -> dict:
+        reversal = None if twin is None else 0.3
+        return {"seed": seed, "top1": 0.4, "mean_class_accuracy": 0.4, "clips_per_s": 3.0, "parameters": 10,
+                "routing": None, "twin_accuracy": twin, "reversal_moves_to_twin": reversal}  # fmt: skip
+
+    runs = {"moe": [run(s, t) for s, t in enumerate([0.80, 0.85, 0.90])],
+            "no_motion": [run(s, t) for s, t in enumerate([0.60, 0.65, 0.70])]}  # fmt: skip
+    summary = summarize_ablation(runs, {"moe": [], "no_motion": []}, "tiny", 3)
+    compared = summary["variants"]["no_motion"]["against_first"]["twin_accuracy"]
+    assert compared["difference"] == pytest.approx(-0.20) and compared["permutation_p"] == pytest.approx(0.10)
+    text = ablation_markdown(summary)
+    assert "| no_motion | 0.650 ± 0.050 | 0.300 ± 0.000 |" in text and "(twin accuracy)" in text
+    plain = summarize_ablation({"a": [run(0, None), run(1, None)]}, {"a": []}, "tiny", 2)
+    assert plain["variants"]["a"]["twin_accuracy"] is None and "Direction" not in ablation_markdown(plain)

@@ -131,6 +131,8 @@ def run_one(config: Config, run_dir: Path) -> dict:
         "trained_now": outcome.trained,
         "top1": metrics["video_level"]["top1"],
         "chance_top1": 1 / len(metrics["video_level"]["per_class"]),
+        "twin_accuracy": metrics.get("direction", {}).get("twin_accuracy"),  # None without time-reversed twins
+        "reversal_moves_to_twin": metrics.get("direction", {}).get("reversal_moves_to_twin"),
         "mean_class_accuracy": metrics["video_level"]["mean_class_accuracy"],
         "clips_per_s": float(np.mean([row["clips_per_s"] for row in rows])) if rows else None,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -193,6 +195,7 @@ def summarize_ablation(
             "overrides": overrides[name],
             "top1": _mean_std([r["top1"] for r in results]),
             "mean_class_accuracy": _mean_std([r["mean_class_accuracy"] for r in results]),
+            **{key: _mean_std([r.get(key) for r in results]) for key in DIRECTION_KEYS},
             "clips_per_s": _mean_std([r["clips_per_s"] for r in results]),
             "parameters": results[0]["parameters"],
             "routing": {key: _mean_std([r[key] for r in routed]) for key in ROUTING_KEYS} if routed else None,
@@ -212,12 +215,20 @@ def summarize_ablation(
     }
 
 
+DIRECTION_KEYS = ("twin_accuracy", "reversal_moves_to_twin")  # the direction tests, on datasets with twins
+COMPARED = {"top1": "test top-1", "mean_class_accuracy": "mean class accuracy", "twin_accuracy": "twin accuracy"}
+
+
 def _against(baseline: dict, variant: dict) -> dict:
-    """Top-1 and mean class accuracy of ``variant`` against ``baseline`` (``evaluation.stats.compare_arms``)."""
+    """Top-1, mean class accuracy and (with twins) twin accuracy of ``variant`` against ``baseline``
+    (``evaluation.stats.compare_arms``)."""
     return {
         key: compare_arms(baseline[key]["values"], variant[key]["values"])
-        for key in ("top1", "mean_class_accuracy")
-        if baseline[key] and variant[key] and len(baseline[key]["values"]) > 1 and len(variant[key]["values"]) > 1
+        for key in COMPARED
+        if baseline.get(key)
+        and variant.get(key)
+        and len(baseline[key]["values"]) > 1
+        and len(variant[key]["values"]) > 1
     }
 
 
@@ -253,7 +264,7 @@ def ablation_markdown(summary: dict) -> str:
             f"{_fmt(routing.get('experts_under_5_percent'), 1)} | {mi_text} | "
             f"{_family_text(routing)} | {_fmt(routing.get('router_input_share'), 2)} |"
         )
-    return "\n".join(lines + _comparison_lines(summary)) + "\n"
+    return "\n".join(lines + _direction_lines(summary) + _comparison_lines(summary)) + "\n"
 
 
 def _family_text(routing: dict) -> str:
@@ -262,15 +273,38 @@ def _family_text(routing: dict) -> str:
     return text if null is None else f"{text} ({null['mean']:.2f})"
 
 
+def _direction_lines(summary: dict) -> list[str]:
+    """Twin accuracy and the reversal test per variant, for datasets whose classes come in time-reversed twins."""
+    variants = {name: v for name, v in summary["variants"].items() if v.get("twin_accuracy")}
+    if not variants:
+        return []
+    lines = [
+        "",
+        "Direction (time-reversed twin classes): twin accuracy = of the test videos predicted inside the right "
+        "pair, the share on the right side (0.5 = blind to frame order); reversed = the share of twin videos "
+        "whose prediction moves to the twin when the clip is played backwards.",
+        "",
+        "| variant | twin accuracy | reversed: to the twin |",
+        "|---|---|---|",
+    ]
+    for name, v in variants.items():
+        lines.append(f"| {name} | {_fmt(v['twin_accuracy'])} | {_fmt(v.get('reversal_moves_to_twin'))} |")
+    return lines
+
+
 def _comparison_lines(summary: dict) -> list[str]:
     """Each variant against the first: what the seeds can and cannot show."""
-    rows = [(name, v["against_first"]["top1"]) for name, v in summary["variants"].items() if v.get("against_first")]
-    rows = [(name, top1) for name, top1 in rows if top1]
+    return [line for key in COMPARED if key != "mean_class_accuracy" for line in _comparison_table(summary, key)]
+
+
+def _comparison_table(summary: dict, key: str) -> list[str]:
+    rows = [(name, v["against_first"].get(key)) for name, v in summary["variants"].items() if v.get("against_first")]
+    rows = [(name, c) for name, c in rows if c]
     if not rows:
         return []
     lines = [
         "",
-        f"Against `{summary['baseline']}` (test top-1): the difference of means with its two-sample t 95% "
+        f"Against `{summary['baseline']}` ({COMPARED[key]}): the difference of means with its two-sample t 95% "
         "interval (pooled std), the exact two-sided permutation p "
         "(its smallest possible value at these seed counts in brackets), the pooled seed standard deviation and "
         "the smallest true difference these seeds detect with 80% power at alpha 0.05 (two-sample t).",
