@@ -18,6 +18,7 @@ EXPECTED_FILES = {
     "confusion_matrix.png",
     "per_class_accuracy.png",
     "reliability.png",
+    "risk_coverage.png",
     "expert_usage.png",
     "class_expert_routing.png",
     "training_curves.png",
