@@ -33,7 +33,11 @@ def test_per_expert_maps_exist_for_every_expert_and_differ_when_their_weights_di
     result = explain(predictor, VIDEO, per_expert=True)
     head = predictor.restored.model.head
     experts = head.experts.w_out.shape[0] - head.shared
-    assert list(result.maps) == ["model", *["shared"] * head.shared, *[f"expert {e + 1}" for e in range(experts)]]
+    assert list(result.maps) == [
+        "model",
+        *["shared expert"] * head.shared,
+        *[f"expert {e + 1}" for e in range(experts)],
+    ]
     assert all(m.shape == result.frames.shape[:3] and m.min() >= 0 and m.max() <= 1 for m in result.maps.values())
     routed = [result.maps[f"expert {e + 1}"] for e in range(experts)]
     assert any(not np.allclose(routed[0], other, atol=1e-4) for other in routed[1:])

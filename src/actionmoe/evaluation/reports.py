@@ -282,7 +282,7 @@ def _risk_coverage_lines(curve: dict | None, plots: set[str]) -> list[str]:
     ]
     for coverage, accuracy, threshold in zip(curve["coverage"], curve["accuracy"], curve["min_confidence"]):
         if round(coverage * 100) % 25 == 0 or coverage == curve["coverage"][0]:
-            lines.append(f"| {coverage:.0%} | {accuracy:.3f} | {threshold:.3f} |")
+            lines.append(f"| {coverage:.0%} | {accuracy:.3f} | {threshold:.6f} |")  # near 1: six places
     if "risk_coverage.png" in plots:
         lines += ["", "![accuracy of the answered videos against the share answered](risk_coverage.png)"]
     return lines

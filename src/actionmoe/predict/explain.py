@@ -34,7 +34,7 @@ class Explanation:
     class_name: str
     score: float  # the class's probability for this clip
     frames: np.ndarray  # uint8 [T, H, W, 3]: the clip as the model saw it
-    maps: dict[str, np.ndarray]  # name -> float [T, H, W] in [0, 1]; "model" first, then "shared", "expert N"
+    maps: dict[str, np.ndarray]  # name -> float [T, H, W] in [0, 1]; "model" first, then "shared expert", "expert N"
     gates: list[float] | None  # the routed experts' gates for this clip (None for a linear head)
 
 
@@ -90,7 +90,7 @@ def explain(
 def expert_maps(head, pooled: torch.Tensor, features: torch.Tensor, target: int, size) -> dict[str, np.ndarray]:
     """One map per expert: the shared expert's and each routed expert's own logit for ``target``."""
     expert_logits = head.experts(pooled)  # [1, S + E, classes], shared first
-    names = ["shared"] * head.shared + [f"expert {e + 1}" for e in range(expert_logits.shape[1] - head.shared)]
+    names = ["shared expert"] * head.shared + [f"expert {e + 1}" for e in range(expert_logits.shape[1] - head.shared)]
     return {name: grad_cam(features, expert_logits[0, i, target], size) for i, name in enumerate(names)}
 
 
