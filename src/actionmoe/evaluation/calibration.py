@@ -19,18 +19,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from actionmoe.evaluation.metrics import scaled_video_probs
 
 log = logging.getLogger(__name__)
 
 TEMPERATURE_RANGE = (0.05, 20.0)  # the search bounds; a fit at a bound means the model is degenerate
 SEARCH_STEPS = 60  # golden-section steps: the bracket shrinks to 0.618^60 of log(400), far below 1e-6
-
-
-def scaled_video_probs(view_logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Logits [N, V, C] -> video probabilities [N, C]: softmax(logits / T) per view, averaged over the views."""
-    scaled = torch.from_numpy(np.asarray(view_logits, dtype=np.float64)) / temperature
-    return scaled.softmax(dim=2).mean(dim=1).numpy()
 
 
 def nll(view_logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:

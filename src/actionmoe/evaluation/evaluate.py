@@ -22,6 +22,7 @@ from actionmoe.evaluation.metrics import (
     classification_metrics,
     risk_coverage,
     routing_health,
+    scaled_video_probs,
     topk_accuracy,
 )
 from actionmoe.files import read_jsonl
@@ -249,8 +250,6 @@ VALIDATION_KEYS = ("videos", "nll_before", "nll_after", "ece_before", "ece_after
 
 def temperature_summary(predictions: Predictions, restored: RestoredModel) -> dict:
     """The checkpoint's temperature, where it was fitted, and the test ECE and Brier without it (T = 1)."""
-    from actionmoe.evaluation.calibration import scaled_video_probs
-
     record = restored.meta.get("calibration", {})
     before = calibration(scaled_video_probs(predictions.view_logits, 1.0), predictions.labels)
     return {

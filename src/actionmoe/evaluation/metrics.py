@@ -107,6 +107,12 @@ def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_
     return {"ece": ece, "brier": brier, "bins": table}
 
 
+def scaled_video_probs(view_logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Logits [N, V, C] -> video probabilities [N, C]: softmax(logits / T) per view, averaged over the views."""
+    scaled = torch.from_numpy(np.asarray(view_logits, dtype=np.float64)) / temperature
+    return scaled.softmax(dim=2).mean(dim=1).numpy()
+
+
 COVERAGE_STEPS = 20  # the risk-coverage curve at 5%, 10%, ..., 100% of the videos answered
 
 
