@@ -116,3 +116,21 @@ def test_the_temperature_survives_export_to_onnx(overconfident_checkpoint, datas
     restored_t = load_checkpoint(overconfident_checkpoint).meta["calibration"]["temperature"]
     assert json.loads((tmp_path / "model.onnx.json").read_text())["temperature"] == pytest.approx(restored_t)
     assert torch_probs.max() < 0.999  # softened: the raw head would be near-certain
+
+
+def test_no_temperature_is_fitted_when_val_on_test_makes_validation_the_test_split(trained_run, dataset_root, tmp_path):
+    """``data.val_on_test`` (the original notebook's protocol): fitting there would fit on test."""
+    import shutil
+
+    from actionmoe.evaluation.calibration import calibrate_checkpoint
+    from actionmoe.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    original = load_checkpoint(trained_run / "best.safetensors")
+    meta = json.loads(json.dumps(original.meta))
+    meta["config"]["data"]["val_on_test"] = True
+    meta.pop("calibration", None)
+    path = tmp_path / "best.safetensors"
+    save_checkpoint(path, type(original)(original.model, meta))
+    record = calibrate_checkpoint(path, root=str(dataset_root), device="cpu", num_workers=0)
+    assert record["temperature"] == 1.0 and record["fitted_on"] is None and "test split" in record["reason"]
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -84,33 +84,3 @@ def test_an_onnx_model_or_a_video_without_frames_is_refused_without_output(capsy
     code, _, err = run(capsys, "explain", str(short), "--checkpoint", str(trained_run / "best.safetensors"),
                        "--out", str(out))  # fmt: skip
     assert code == 1 and len(err.strip().splitlines()) == 1 and not out.exists()
-
-
-def test_the_service_and_the_app_show_the_strip_on_request(trained_run, predictor):
-    import base64
-
-    from fastapi.testclient import TestClient
-    from gradio_client import Client, handle_file
-
-    from actionmoe.web.app import build_app
-    from actionmoe.web.server import create_app
-    from tests.helpers import free_port
-
-    with TestClient(create_app(predictor)) as client:
-        video = {"file": ("test.avi", VIDEO.read_bytes())}
-        shown = client.post("/api/explain?per_expert=true", files=video).json()
-        refused = client.post("/api/explain?class_name=jump", files=video)
-    assert shown["strip"].startswith("data:image/png;base64,") and shown["maps"][0] == "model"
-    assert base64.b64decode(shown["strip"].split(",", 1)[1])[:4] == b"\x89PNG" and "expert 1" in shown["maps"]
-    assert refused.status_code == 400 and "class_name 'jump' is not a class" in refused.json()["error"]
-    app = build_app(predictor)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        strip = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
-            handle_file(str(VIDEO)), True, api_name="/explain"
-        )
-    finally:
-        app.close()
-    with open(strip, "rb") as image:
-        assert image.read(4) == b"\x89PNG"

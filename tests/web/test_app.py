@@ -47,6 +47,14 @@ def test_the_app_ranks_real_videos_as_the_predictor_does(app_url, predictor):
         assert answer == expected.predictions[0].label  # the slider starts at the predictor's 0: always an answer
 
 
+def test_the_explain_button_answers_with_the_grad_cam_strip(app_url):
+    from gradio_client import handle_file
+
+    strip = client(app_url).predict(handle_file(str(FIXTURES / "test.avi")), True, api_name="/explain")
+    with open(strip, "rb") as image:
+        assert image.read(4) == b"\x89PNG"
+
+
 def test_the_slider_turns_every_answer_unknown_at_one_and_keeps_the_ranking(app_url):
     from gradio_client import handle_file
 

@@ -18,6 +18,9 @@ from tests.helpers import free_port
 CHROMIUM = shutil.which("chromium")
 
 
+FIXTURE_VIDEOS = Path(__file__).resolve().parents[1] / "fixtures" / "videos"
+
+
 @pytest.fixture
 def uploads(tmp_path) -> Path:
     folder = tmp_path / "uploads"
@@ -282,3 +285,15 @@ def test_one_upload_answers_the_ranking_and_for_a_long_video_its_timeline(client
     windows = body["timeline"]["windows"]
     assert len(windows) == 5 and windows[1]["start_s"] == pytest.approx(1.0)
     assert body["timeline"]["segments"][-1]["end_s"] == pytest.approx(windows[-1]["end_s"])
+
+
+def test_the_service_explains_on_request_and_refuses_an_unknown_class(client, uploads):
+    import base64
+
+    video = {"file": ("test.avi", (FIXTURE_VIDEOS / "test.avi").read_bytes())}
+    shown = client.post("/api/explain?per_expert=true", files=video).json()
+    refused = client.post("/api/explain?class_name=jump", files=video)
+    assert shown["strip"].startswith("data:image/png;base64,") and shown["maps"][0] == "model"
+    assert base64.b64decode(shown["strip"].split(",", 1)[1])[:4] == b"\x89PNG" and "expert 1" in shown["maps"]
+    assert refused.status_code == 400 and "class_name 'jump' is not a class" in refused.json()["error"]
+    assert list(uploads.iterdir()) == []  # the upload and its strip are gone

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actionmoe.errors import DatasetError
 from actionmoe.evaluation.metrics import scaled_video_probs
 
 log = logging.getLogger(__name__)
@@ -97,21 +98,29 @@ def rough_fit(temperature: float, videos: int) -> str | None:
 def calibrate_checkpoint(checkpoint: Path, root: str | None = None, device: str = "auto", num_workers: int = 2) -> dict:
     """Fit T on the validation split of ``checkpoint``'s own run and write it into its metadata; the record.
 
-    A run without validation videos keeps T = 1 and says why (``fitted_on`` is None).
+    A run without validation videos, or whose validation videos are its test videos
+    (``data.val_on_test``), keeps T = 1 and says why (``fitted_on`` is None).
     """
     from actionmoe.evaluation.evaluate import EvaluationOptions, subset_logits
     from actionmoe.runtime.checkpoint import update_metadata
 
     options = EvaluationOptions(root=root, device=device, num_workers=num_workers)
-    view_logits, labels = subset_logits(checkpoint, options, "val")
-    if len(labels) == 0:
+    try:
+        view_logits, labels = subset_logits(checkpoint, options, "val")
+    except DatasetError:  # data.val_on_test: fitting there would fit on the test split
+        view_logits, labels = None, None
+    if labels is None:
+        record = {"temperature": 1.0, "fitted_on": None, "reason": "validation is the test split (data.val_on_test)"}
+    elif len(labels) == 0:
         record = {"temperature": 1.0, "fitted_on": None, "reason": "no validation videos"}
     else:
         record = calibration_record(view_logits, labels)
     update_metadata(checkpoint, {"calibration": record})
     if record.get("warning"):
         log.warning("calibration: %s", record["warning"])
-    if record["fitted_on"]:
+    if not record["fitted_on"]:
+        log.info("no temperature fitted (%s): probabilities stay the softmax of the logits", record["reason"])
+    else:
         log.info(
             "temperature %.3f fitted on %d validation videos (NLL %.3f -> %.3f, ECE %.3f -> %.3f)",
             record["temperature"],

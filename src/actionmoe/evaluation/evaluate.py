@@ -116,12 +116,23 @@ def subset_loader(restored: RestoredModel, options: EvaluationOptions, subset: s
         )
     if subset == "test" and not splits.test:
         raise DatasetError(f"the test set of split {data.split} at {data.root} is empty")
+    if subset == "val" and splits.val_is_test:
+        raise DatasetError("data.val_on_test: this run's validation videos are its test videos")
+    if subset == "val" and len(splits.val) < IN_PROCESS_BELOW:
+        data = replace(data, num_workers=0)  # starting worker processes costs more than decoding a few videos
     dataset = build_dataset(data, splits, subset, build_cache(data))
     return data, build_loader(dataset, options.batch_size, False, num_workers=data.num_workers)
 
 
+IN_PROCESS_BELOW = 64  # a validation set this small is decoded in the calling process
+
+
 def subset_logits(checkpoint: Path, options: EvaluationOptions, subset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-view logits [N, V, C] (before any temperature) and labels [N] of a subset, with the test views."""
+    """Per-view logits [N, V, C] (before any temperature) and labels [N] of a subset, with the test views.
+
+    Raises:
+        DatasetError: ``val`` asked of a run whose validation videos are its test videos (``data.val_on_test``).
+    """
     device = pick_device(options.device)
     restored = restore_model(checkpoint, device)
     data, loader = subset_loader(restored, options, subset)
