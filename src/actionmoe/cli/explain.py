@@ -33,16 +33,18 @@ def add_explain(commands) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from actionmoe.files import check_output_folder
-    from actionmoe.predict.explain import check_explainable, explain, save_animation, save_strip
+    from actionmoe.predict.explain import (
+        check_explainable,
+        check_explainable_source,
+        explain,
+        save_animation,
+        save_strip,
+    )
     from actionmoe.predict.predictor import Predictor
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder; choose a folder")
-    if Path(args.checkpoint).suffix.lower() == ".onnx":
-        raise UsageError(
-            f"explain needs the PyTorch checkpoint (Grad-CAM takes gradients); {Path(args.checkpoint).name} is an "
-            "exported ONNX model: pass the .safetensors checkpoint it was exported from"
-        )
+    check_explainable_source(args.checkpoint)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, precision="fp32")
     check_explainable(predictor, args.class_name)
     explanation = explain(predictor, args.video, args.class_name, args.per_expert)

@@ -101,13 +101,27 @@ def check_explainable(predictor: Predictor, class_name: str | None) -> None:
         UsageError: an exported (ONNX) model, or a class name the checkpoint does not have.
     """
     if predictor.restored is None:
-        raise UsageError(
-            f"explain needs the PyTorch checkpoint (Grad-CAM takes gradients); {predictor.source.name} is an "
-            "exported ONNX model: pass the .safetensors checkpoint it was exported from"
-        )
+        raise _not_onnx(predictor.source)
     if class_name is not None and class_name not in predictor.classes:
         shown = ", ".join(predictor.classes[:8]) + (" ..." if len(predictor.classes) > 8 else "")
         raise UsageError(f"--class {class_name!r} is not a class of this checkpoint ({shown})")
+
+
+def check_explainable_source(checkpoint: str | Path) -> None:
+    """Refuse an exported ONNX model by its name, before it is loaded.
+
+    Raises:
+        UsageError: ``checkpoint`` ends in .onnx.
+    """
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise _not_onnx(Path(checkpoint))
+
+
+def _not_onnx(path: Path) -> UsageError:
+    return UsageError(
+        f"explain needs the PyTorch checkpoint (Grad-CAM takes gradients); {path.name} is an exported ONNX "
+        "model: pass the .safetensors checkpoint it was exported from"
+    )
 
 
 def first_view(predictor: Predictor, video: Path) -> torch.Tensor:
