@@ -42,7 +42,7 @@ from actionmoe.runtime.views import predict_views
 @dataclass(frozen=True)
 class Prediction:
     label: str
-    score: float  # softmax probability averaged over the views
+    score: float  # softmax(logits / temperature) averaged over the views: calibrated on validation
 
 
 UNKNOWN = "unknown"  # the answer when no class is confident enough (``min_confidence``)
