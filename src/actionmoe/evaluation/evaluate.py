@@ -266,9 +266,7 @@ def temperature_summary(predictions: Predictions, restored: RestoredModel) -> di
     return {
         "temperature": restored.temperature,
         "fitted_on": record.get("fitted_on"),
-        "validation": {
-            k: record[k] for k in ("videos", "nll_before", "nll_after", "ece_before", "ece_after") if k in record
-        },
+        "validation": {k: record[k] for k in VALIDATION_KEYS if k in record},
         "before_scaling": {k: v for k, v in before.items() if k != "bins"},
     }
 
