@@ -81,3 +81,51 @@ def test_bench_stream_reports_each_engine_against_real_time(trained_run):
         assert row["windows_answered"] + row["windows_skipped"] == 2  # 2 s windows every 1 s of a 3 s video
         assert 0 <= row["answered_in_time"] <= 1 and row["real_time_factor"] > 0
     assert "real_time_factor" in format_stream_benchmark(result) and result["checkpoint"].endswith("best.safetensors")
+
+
+def test_side_share_counts_the_map_on_the_named_half():
+    import numpy as np
+
+    from actionmoe.bench.explain import side_share
+
+    heat = np.zeros((2, 4, 6))
+    heat[:, :, :3] = 3.0  # left half
+    heat[:, :, 3:] = 1.0
+    assert side_share(heat, "left") == 0.75 and side_share(heat, "right") == 0.25
+    assert np.isnan(side_share(np.zeros((1, 2, 2)), "left"))
+
+
+def test_a_one_sided_video_moves_only_inside_its_half_of_the_crop():
+    import numpy as np
+
+    from actionmoe.bench.explain import one_sided_video
+
+    for side in ("left", "right"):
+        for motion in ("move_up", "move_right", "orbit_cw"):
+            video = one_sided_video(motion, side, np.random.default_rng(3), 12, (80, 106), 64)  # crop: x 21..85
+            moving = np.abs(video.astype(int) - video[0].astype(int)).max(axis=(0, 3)) > 60  # [H, W]
+            columns = np.nonzero(moving.any(axis=0))[0]
+            weights = moving.sum(axis=0)[columns]
+            on_side = weights[columns < 53].sum() if side == "left" else weights[columns >= 53].sum()
+            assert on_side / weights.sum() > 0.85, (side, motion)
+            assert columns.min() >= 21 - 8 and columns.max() <= 85 + 8  # inside the crop (give or take an edge)
+
+
+def test_bench_explain_reports_both_sides_and_refuses_what_it_cannot_measure(
+    capsys, trained_run, tmp_path, monkeypatch
+):
+    checkpoint = str(trained_run / "best.safetensors")
+    assert main(["bench", "explain", "--checkpoint", checkpoint, "--videos", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["object on"] for row in result["rows"]] == ["left", "right"]
+    for row in result["rows"]:
+        assert row["videos"] == len(result["classes"]) == 3 and 0 <= row["top1"] <= 1
+        assert row["empty maps"] == 3 or 0 <= row["share on object's half"] <= 1
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"refused by its name")
+    assert main(["bench", "explain", "--checkpoint", str(onnx)]) == 2
+    assert main(["bench", "explain", "--checkpoint", checkpoint, "--videos", "0"]) == 2
+    assert "needs the PyTorch checkpoint" in capsys.readouterr().err
+    monkeypatch.setattr("actionmoe.bench.explain.MOTIONS", {})  # as for a model of HMDB51's classes
+    assert main(["bench", "explain", "--checkpoint", checkpoint]) == 2
+    assert "needs a model trained on the synthetic motion classes" in capsys.readouterr().err

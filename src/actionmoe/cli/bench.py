@@ -63,6 +63,14 @@ def add_bench(commands) -> None:
     bench_stream.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_config_args(bench_stream, default="hmdb51")
     bench_stream.set_defaults(handler=cmd_bench_stream)
+    bench_explain = bench_commands.add_parser("explain", help="does Grad-CAM fall on the object? (synthetic models)")
+    bench_explain.add_argument(
+        "--checkpoint", type=checkpoint_source, required=True, help="a model trained on the synthetic motion data"
+    )
+    bench_explain.add_argument("--videos", type=int, default=4, help="new videos per class and side (default 4)")
+    bench_explain.add_argument("--seed", type=int, default=0, help="seed of the new videos (default 0)")
+    bench_explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench_explain.set_defaults(handler=cmd_bench_explain)
     bench.set_defaults(handler=lambda _: bench.print_help(sys.stderr) or 2)
 
 
@@ -114,4 +122,16 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
         raise UsageError("--seconds must be between 3 and 600")
     result = run_stream_benchmark(resolve_config(args), args.checkpoint, args.seconds)
     print_result(result, args.json, format_stream_benchmark(result))
+    return 0
+
+
+def cmd_bench_explain(args: argparse.Namespace) -> int:
+    from actionmoe.bench.explain import format_explain_benchmark, run_explain_benchmark
+    from actionmoe.predict.explain import check_explainable_source
+
+    if args.videos < 1:
+        raise UsageError("--videos must be at least 1")
+    check_explainable_source(args.checkpoint)
+    result = run_explain_benchmark(args.checkpoint, args.videos, args.seed)
+    print_result(result, args.json, format_explain_benchmark(result))
     return 0
