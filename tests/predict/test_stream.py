@@ -160,7 +160,12 @@ def test_ctrl_c_ends_the_stream_with_its_summary_and_out_holds_the_windows(train
     out = tmp_path / "live.jsonl"
     command = [sys.executable, "-m", "actionmoe", "stream", str(video), "--realtime", "--window", "1.0"]
     command += ["--stride", "0.5", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it, even when the suite itself runs in the background (where the shell
+    # starts it with SIGINT ignored, which Python and its children would inherit)
+    restore_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_ctrl_c
+    )
     deadline = time.time() + 120
     while (not out.exists() or not out.read_text().strip()) and time.time() < deadline:
         time.sleep(0.2)
