@@ -65,6 +65,17 @@ def trained_run(dataset_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def easy_run(dataset_root, tmp_path_factory) -> Path:
+    """tests.helpers.EASY's twelve epochs in process (no test): a model that tells its training clips apart."""
+    from actionmoe.workflows import run_training
+    from tests.helpers import EASY, tiny_config
+
+    run_dir = tmp_path_factory.mktemp("easy") / "run"
+    run_training(tiny_config(dataset_root, *EASY), run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def predictor(trained_run):
     """The tiny run's best checkpoint as a Predictor on the CPU (shared: tests only read it or monkeypatch it)."""
     from actionmoe.predict.predictor import Predictor

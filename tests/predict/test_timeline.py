@@ -130,19 +130,14 @@ def test_bad_spans_are_one_line_usage_errors(trained_run, shared_data, capsys, w
 
 
 @pytest.fixture(scope="module")
-def motion_model(dataset_root, tmp_path_factory) -> Path:
+def motion_model(easy_run) -> Path:
     """The tiny model after tests.helpers.EASY's last epoch, which tells its training clips apart.
 
     Not the best checkpoint: 17 training clips do not generalise to the 9 held-out ones, so validation
     stays near chance and the best checkpoint can be the first epoch's, which predicts one class for
     every video. The test below needs clips the model tells apart, not generalisation.
     """
-    from actionmoe.workflows import run_training
-    from tests.helpers import EASY, tiny_config
-
-    run_dir = tmp_path_factory.mktemp("motion_model") / "run"
-    run_training(tiny_config(dataset_root, *EASY), run_dir)
-    return run_dir / "last.safetensors"
+    return easy_run / "last.safetensors"
 
 
 @pytest.mark.slow
