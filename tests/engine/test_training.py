@@ -48,11 +48,14 @@ def test_finished_run_is_not_retrained_without_force(dataset_root, tmp_path, cap
     assert len(epochs_logged(tmp_path / "run")) == 1
 
 
-def run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+def run_cli(args: list[str], env_extra: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    """The CLI in a child process; its output in a pipe, or in ``log`` for a child nobody reads while it runs."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "actionmoe", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    command = [sys.executable, "-m", "actionmoe", *args]
+    if log is None:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 # Every random augmentation of the recipe at once, the device-side crops and the weight average.
@@ -71,9 +74,8 @@ RECIPE = [
 @pytest.mark.parametrize("recipe", [[], RECIPE], ids=["plain", "augmentations+ema"])
 def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path, recipe):
     common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1", *recipe]
-    reference = run_cli(cli_args(dataset_root, tmp_path / "straight", *common))
-    assert reference.wait(timeout=600) == 0, reference.stdout.read()
-
+    # the uninterrupted reference trains beside the killed one (one thread each, on two cores)
+    reference = run_cli(cli_args(dataset_root, tmp_path / "straight", *common), log=tmp_path / "straight.log")
     killed = run_cli(cli_args(dataset_root, tmp_path / "killed", *common))
     deadline = time.time() + 300
     while len(epochs_logged(tmp_path / "killed")) < 1 and time.time() < deadline:
@@ -86,6 +88,7 @@ def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_p
 
     resumed = run_cli(cli_args(dataset_root, tmp_path / "killed", *common))
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()
     assert [r["epoch"] for r in epochs_logged(tmp_path / "killed")] == [0, 1, 2]
     expected, actual = model_state(tmp_path / "straight"), model_state(tmp_path / "killed")
     assert expected.keys() == actual.keys()
