@@ -76,6 +76,16 @@ def easy_run(dataset_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_model(trained_run, tmp_path_factory) -> Path:
+    """The tiny run exported to ONNX through the CLI (read-only: copy it before changing it)."""
+    from actionmoe.cli import main
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"  # no --format: the suffix says ONNX
+    assert main(["export", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def predictor(trained_run):
     """The tiny run's best checkpoint as a Predictor on the CPU (shared: tests only read it or monkeypatch it)."""
     from actionmoe.predict.predictor import Predictor

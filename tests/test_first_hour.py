@@ -12,16 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actionmoe.cli import main
 from tests.helpers import one_line, run
-
-
-@pytest.fixture(scope="module")
-def onnx_model(trained_run, tmp_path_factory) -> Path:
-
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"  # no --format: the suffix says ONNX
-    assert main(["export", "--checkpoint", str(trained_run / "best.safetensors"), "--out", str(out)]) == 0
-    return out
 
 
 def test_export_to_a_dot_onnx_name_writes_onnx(onnx_model):

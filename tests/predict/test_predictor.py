@@ -198,13 +198,12 @@ def test_batch_output_of_another_checkpoint_or_without_videos_is_refused(trained
     assert code == 1 and err.count("\n") == 1 and "no video files" in err
 
 
-def test_onnx_export_matches_pytorch_in_onnxruntime(trained_run, dataset_root, tmp_path, capsys):
+def test_onnx_export_matches_pytorch_in_onnxruntime(trained_run, onnx_model, dataset_root, capsys):
     import onnxruntime
 
-    out = tmp_path / "model.onnx"
+    out = onnx_model
     checkpoint = trained_run / "best.safetensors"
-    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--format", "onnx"]) == 0
-    sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
+    sidecar = json.loads(Path(f"{onnx_model}.json").read_text())
     assert sidecar["format"] == "onnx" and sidecar["opset"] == 20 and sidecar["input_shape"][0] == "batch"
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     restored = Predictor.from_checkpoint(checkpoint, device="cpu").restored
@@ -230,14 +229,11 @@ def shared_video() -> Path:
     return Path(__file__).parents[1] / "fixtures" / "videos" / "test.avi"
 
 
-def test_onnx_without_its_sidecar_or_with_another_ones_is_one_line(trained_run, tmp_path, capsys):
-    checkpoint = trained_run / "best.safetensors"
-    for name in ("a.onnx", "b.onnx"):
-        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name), "--format", "onnx"]) == 0
+def test_onnx_without_its_sidecar_or_with_another_ones_is_one_line(onnx_model, tmp_path, capsys):
     video = tmp_path / "a.onnx"
-    (tmp_path / "a.onnx.json").unlink()
-    shutil.copy(tmp_path / "b.onnx.json", tmp_path / "c.onnx.json")
-    (tmp_path / "c.onnx").write_bytes((tmp_path / "b.onnx").read_bytes() + b"\0")  # another file, b's sidecar
+    shutil.copy(onnx_model, video)  # without its sidecar
+    shutil.copy(f"{onnx_model}.json", tmp_path / "c.onnx.json")
+    (tmp_path / "c.onnx").write_bytes(onnx_model.read_bytes() + b"\0")  # another file, the original's sidecar
     capsys.readouterr()
     for model, message in ((video, "a.onnx.json is missing"), (tmp_path / "c.onnx", "describes another model")):
         code = main(["predict", str(shared_video()), "--checkpoint", str(model), "--engine", "onnx"])
