@@ -206,14 +206,25 @@ def render_background(rng: np.random.Generator, height: int, width: int) -> np.n
     return canvas
 
 
-def render_video(motion: str, rng: np.random.Generator, frames: int, height: int, width: int) -> np.ndarray:
-    """One video of ``motion`` with random appearance; RGB uint8 [T, H, W, 3]."""
+def render_video(
+    motion: str,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    place: Callable[[Pose], Pose] = lambda pose: pose,
+) -> np.ndarray:
+    """One video of ``motion`` with random appearance; RGB uint8 [T, H, W, 3].
+
+    ``place`` maps each pose of the trajectory before it is drawn (``bench explain`` keeps the object
+    in one half of the frame with it).
+    """
     background = render_background(rng, height, width)
     sprite, trajectory = random_sprite(rng), MOTIONS[motion](rng)
     video = np.empty((frames, height, width, 3), dtype=np.uint8)
     for index in range(frames):
         canvas = background.copy()
-        draw_sprite(canvas, sprite, trajectory(index / max(frames - 1, 1)))
+        draw_sprite(canvas, sprite, place(trajectory(index / max(frames - 1, 1))))
         noise = rng.normal(0, 4, size=canvas.shape)
         video[index] = np.clip(canvas + noise, 0, 255).astype(np.uint8)
     return video
