@@ -18,8 +18,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/actionmoe demo --out runs/demo
 
-test: lint
-	$(BIN)/python -m pytest -q
+test: lint  # ends with the 30 slowest tests, so every CI log says where the time goes
+	$(BIN)/python -m pytest -q --durations=30
 
 test-fast: lint  # skips the tests marked slow (subprocesses, torchrun, the browser, torch.compile)
 	$(BIN)/python -m pytest -q -m "not slow"

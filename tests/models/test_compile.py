@@ -1,23 +1,21 @@
-"""The model under torch.compile on CPU (inductor needs the C compiler that every CI machine has)."""
+"""The model traces for torch.compile without graph breaks, in eval mode (prediction) as well as training.
 
-import pytest
+Tracing only (``torch._dynamo.explain``); that inductor's compiled code matches eager is tested once, on
+the whole training step (forward and backward), in tests/runtime/test_precision.py.
+"""
+
 import torch
 
 from actionmoe.config import ModelConfig
 from actionmoe.models.recognizer import build_model
 
 
-@pytest.mark.slow
-def test_compiled_model_matches_eager_without_graph_breaks():
+def test_the_model_in_eval_mode_traces_without_graph_breaks():
     torch.manual_seed(0)
     config = ModelConfig(gate_hidden=16, expert_hidden=32, motion_taps=("layer3", "layer4"))
     model = build_model(config, 5).eval()
     assert torch._dynamo.explain(model.head)(torch.randn(2, 512)).graph_break_count == 0
-    clip = torch.randn(2, 3, 16, 32, 32)
-    assert torch._dynamo.explain(model)(clip).graph_break_count == 0
-    torch._dynamo.reset()
-    compiled = torch.compile(model)
     with torch.no_grad():
-        out, expected = compiled(clip), model(clip)
-    assert torch.allclose(out.logits, expected.logits, atol=1e-4)
-    assert torch.equal(out.routing.gates > 0, expected.routing.gates > 0)
+        explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 16, 32, 32))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()
