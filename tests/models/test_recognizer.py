@@ -65,6 +65,19 @@ def test_layer4_without_temporal_stride_keeps_t4():
     model = build_model(ModelConfig(layer4_temporal_stride=False, head="linear"), 5).eval()
     with torch.no_grad():
         assert model.features(tiny_clip(1)).shape == (1, 512, 4, 2, 2)
+    assert model.backbone.stride() == (4, 16, 16)
+    assert R2Plus1DBackbone().stride() == (8, 16, 16)
+
+
+def test_a_cell_of_the_last_stage_is_centred_on_stride_times_its_index():
+    # the input pixels that reach cell (0, 0, j) of a width-only strided stack: symmetric about 16 * j
+    backbone = R2Plus1DBackbone().eval()
+    clip = torch.randn(1, 3, 8, 8, 256, requires_grad=True)
+    features = backbone(clip)  # [1, 512, 1, 1, 16]
+    j = 8
+    features[0, :, 0, 0, j].sum().backward()
+    reached = clip.grad.abs().sum(dim=(0, 1, 2, 3)).nonzero().flatten()  # input columns with any gradient
+    assert (reached.min() + reached.max()).item() == 2 * 16 * j
 
 
 def test_every_parameter_gets_a_gradient_over_a_few_batches():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from actionmoe.predict.explain import grad_cam
+from actionmoe.predict.explain import grad_cam, place_on_clip
 from tests.helpers import FIXTURES, run
 
 VIDEO = FIXTURES / "videos" / "test.avi"
@@ -16,15 +16,27 @@ def test_grad_cam_matches_a_hand_computed_case():
     features = torch.tensor([[[[[1.0, 3.0]]], [[[2.0, 0.0]]]]], requires_grad=True)  # [1, 2, 1, 1, 2]
     weights = torch.tensor([1.0, -2.0])
     score = (features.mean(dim=(2, 3, 4))[0] * weights).sum()
-    cam = grad_cam(features, score, (1, 1, 2))
+    cam = grad_cam(features, score, (1, 1, 2), stride=(1, 1, 1))
     # channel weights 0.5 and -1: location 0: 0.5 * 1 - 1 * 2 = -1.5 -> 0; location 1: 0.5 * 3 - 0 = 1.5 -> 1
     np.testing.assert_allclose(cam, [[[0.0, 1.0]]], atol=1e-6)
 
 
 def test_a_map_is_upsampled_to_the_clip_and_a_flat_one_stays_zero():
     features = torch.ones(1, 3, 2, 2, 2, requires_grad=True)
-    cam = grad_cam(features, -features.mean(), (4, 8, 8))  # negative evidence everywhere: rectified to 0
+    cam = grad_cam(features, -features.mean(), (4, 8, 8), stride=(2, 4, 4))  # negative evidence: rectified to 0
     assert cam.shape == (4, 8, 8) and (cam == 0).all()
+
+
+def test_each_cell_lands_on_the_pixel_its_receptive_field_is_centred_on():
+    # cells 0 and 1 of a stride-16 map look at pixels 0 and 16: in between linear, beyond the last cell its value
+    cam = torch.tensor([0.0, 1.0]).view(1, 1, 1, 1, 2)
+    placed = place_on_clip(cam, (1, 1, 32), (1, 16, 16))[0, 0]
+    np.testing.assert_allclose(placed.numpy(), [x / 16 for x in range(16)] + [1.0] * 16, atol=1e-6)
+    # a 3x3 map over 8 frames of 48x48 at strides (4, 16, 16): the middle cell on frame 4, pixel (16, 16)
+    cam = torch.zeros(1, 1, 2, 3, 3)
+    cam[0, 0, 1, 1, 1] = 1.0
+    placed = place_on_clip(cam, (8, 48, 48), (4, 16, 16))
+    assert placed.shape == (8, 48, 48) and placed[4, 16, 16] == 1.0 and placed.argmax() == 4 * 48 * 48 + 16 * 48 + 16
 
 
 def test_per_expert_maps_exist_for_every_expert_and_differ_when_their_weights_differ(predictor):

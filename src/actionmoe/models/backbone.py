@@ -57,6 +57,18 @@ class R2Plus1DBackbone(nn.Module):
         if not layer4_temporal_stride:
             _remove_temporal_stride(self.layer4)
 
+    def stride(self) -> tuple[int, int, int]:
+        """How far apart (frames, pixels, pixels) neighbouring cells of the output map look: (t, h, w).
+
+        Every strided convolution here has an odd kernel and "same" padding, so cell j of the output
+        is centred on input position ``stride * j``, not on the middle of a stride-sized block.
+        """
+        total = (1, 1, 1)
+        for name, conv in self.named_modules():
+            if isinstance(conv, nn.Conv3d) and "downsample" not in name:  # the shortcut runs beside, not after
+                total = tuple(a * s for a, s in zip(total, conv.stride, strict=True))
+        return total
+
     def stages(self) -> Iterator[tuple[str, nn.Module]]:
         for name in STAGES:
             yield name, getattr(self, name)

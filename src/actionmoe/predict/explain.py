@@ -4,13 +4,19 @@
 
 Grad-CAM (Selvaraju et al. 2017) on the feature map the head pools, the backbone's last stage
 after its motion module, [C', T', H', W']: each channel is weighted by the mean gradient of the
-target score over (T', H', W'), the weighted sum is rectified, and the map is upsampled
-(trilinear) to the clip's frames and pixels and scaled to [0, 1]. The target is the class's logit
-for the whole model; with ``per_expert``, each expert's own logit for that class (the shared
-expert's, and each routed expert's before its gate), so the maps show whether experts attend to
-different things; the gates say how much each routed expert counted for this clip. One clip: the
-checkpoint's first test view (its centre crop). Plain autograd on the output of
-``ActionRecognizer.features`` (no hooks); tested against a hand-computed case.
+target score over (T', H', W'), the weighted sum is rectified, and the map is placed on the clip's
+frames and pixels and scaled to [0, 1]. The target is the class's logit for the whole model; with
+``per_expert``, each expert's own logit for that class (the shared expert's, and each routed
+expert's before its gate), so the maps show whether experts attend to different things; the gates
+say how much each routed expert counted for this clip. One clip: the checkpoint's first test view
+(its centre crop). Plain autograd on the output of ``ActionRecognizer.features`` (no hooks);
+tested against a hand-computed case.
+
+Placing the map: cell j is centred on input position stride * j, because R(2+1)D's strided
+convolutions have odd kernels and "same" padding (tested in tests/models/test_recognizer.py), so
+each frame and pixel reads the map there, linearly between cells. The usual resize (half-pixel
+centres, as ``F.interpolate`` and ``cv2.resize`` do) would put cell j at stride * j + (stride - 1) / 2:
+7.5 pixels right of and below where it looks at stride 16, a quarter of a 32-pixel crop.
 """
 
 from __future__ import annotations
@@ -38,18 +44,33 @@ class Explanation:
     gates: list[float] | None  # the routed experts' gates for this clip (None for a linear head)
 
 
-def grad_cam(features: torch.Tensor, score: torch.Tensor, size: tuple[int, int, int]) -> np.ndarray:
+def grad_cam(
+    features: torch.Tensor, score: torch.Tensor, size: tuple[int, int, int], stride: tuple[int, int, int]
+) -> np.ndarray:
     """Grad-CAM of ``score`` (a scalar computed from ``features`` [1, C, T', H', W']) -> [T, H, W] in [0, 1].
 
     ``features`` must require grad; its gradient is taken fresh (``torch.autograd.grad``), so several
-    targets can share one forward pass (``retain_graph``).
+    targets can share one forward pass (``retain_graph``). ``stride``: the feature map's (t, h, w)
+    stride in clip frames and pixels (``R2Plus1DBackbone.stride``).
     """
     (grads,) = torch.autograd.grad(score, features, retain_graph=True)  # [1, C, T', H', W']
     weights = grads.mean(dim=(2, 3, 4), keepdim=True)  # [1, C, 1, 1, 1]
     cam = F.relu((weights * features).sum(dim=1, keepdim=True))  # [1, 1, T', H', W']
-    cam = F.interpolate(cam, size=size, mode="trilinear", align_corners=False)[0, 0]  # [T, H, W]
+    cam = place_on_clip(cam.detach(), size, stride)  # [T, H, W]
     peak = cam.max()
-    return (cam / peak if peak > 0 else cam).detach().cpu().numpy()
+    return (cam / peak if peak > 0 else cam).cpu().numpy()
+
+
+def place_on_clip(cam: torch.Tensor, size: tuple[int, int, int], stride: tuple[int, int, int]) -> torch.Tensor:
+    """A map [1, 1, T', H', W'] -> [T, H, W]: position x reads it at cell x / stride (linear between cells,
+    the last cell's value beyond it), because cell j is centred on position stride * j."""
+    axes = []
+    for length, cells, step in zip(size, cam.shape[2:], stride, strict=True):
+        at = (torch.arange(length, dtype=cam.dtype) / step).clamp(max=cells - 1)  # [length] in cell units
+        axes.append(at / (cells - 1) * 2 - 1 if cells > 1 else torch.zeros(length, dtype=cam.dtype))
+    t, y, x = torch.meshgrid(*axes, indexing="ij")  # each [T, H, W]
+    grid = torch.stack([x, y, t], dim=-1)[None].to(cam.device)  # [1, T, H, W, 3] in grid_sample's (x, y, t) order
+    return F.grid_sample(cam, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, 0]
 
 
 def explain(
@@ -70,13 +91,13 @@ def explain(
         out = model.head(pooled)
         logits = out.logits.float() / predictor.restored.temperature  # [1, classes]
         target = predictor.classes.index(class_name) if class_name else int(logits.argmax())
-        size = tuple(clip.shape[2:])
-        maps = {MODEL_MAP: grad_cam(features, out.logits[0, target], size)}
+        size, stride = tuple(clip.shape[2:]), model.backbone.stride()
+        maps = {MODEL_MAP: grad_cam(features, out.logits[0, target], size, stride)}
         gates = None
         if out.routing is not None:
             gates = out.routing.gates[0].float().tolist()
             if per_expert:
-                maps.update(expert_maps(model.head, pooled, features, target, size))
+                maps.update(expert_maps(model.head, pooled, features, target, size, stride))
     return Explanation(
         str(video),
         predictor.classes[target],
@@ -87,11 +108,11 @@ def explain(
     )
 
 
-def expert_maps(head, pooled: torch.Tensor, features: torch.Tensor, target: int, size) -> dict[str, np.ndarray]:
+def expert_maps(head, pooled: torch.Tensor, features: torch.Tensor, target: int, size, stride) -> dict[str, np.ndarray]:
     """One map per expert: the shared expert's and each routed expert's own logit for ``target``."""
     expert_logits = head.experts(pooled)  # [1, S + E, classes], shared first
     names = ["shared expert"] * head.shared + [f"expert {e + 1}" for e in range(expert_logits.shape[1] - head.shared)]
-    return {name: grad_cam(features, expert_logits[0, i, target], size) for i, name in enumerate(names)}
+    return {name: grad_cam(features, expert_logits[0, i, target], size, stride) for i, name in enumerate(names)}
 
 
 def check_explainable(predictor: Predictor, class_name: str | None) -> None:
