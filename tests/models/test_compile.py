@@ -1,4 +1,4 @@
-"""The model traces for torch.compile without graph breaks, in eval mode (prediction) as well as training.
+"""The model in eval mode (prediction) traces for torch.compile without graph breaks.
 
 Tracing only (``torch._dynamo.explain``); that inductor's compiled code matches eager is tested once, on
 the whole training step (forward and backward), in tests/runtime/test_precision.py.

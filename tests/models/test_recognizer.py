@@ -70,7 +70,7 @@ def test_layer4_without_temporal_stride_keeps_t4():
 
 
 def test_a_cell_of_the_last_stage_is_centred_on_stride_times_its_index():
-    # the input pixels that reach cell (0, 0, j) of a width-only strided stack: symmetric about 16 * j
+    # a clip wide enough for interior cells: the input columns that reach cell (0, 0, j) are symmetric about 16 * j
     backbone = R2Plus1DBackbone().eval()
     clip = torch.randn(1, 3, 8, 8, 256, requires_grad=True)
     features = backbone(clip)  # [1, 512, 1, 1, 16]

@@ -108,7 +108,9 @@ def explain(
     )
 
 
-def expert_maps(head, pooled: torch.Tensor, features: torch.Tensor, target: int, size, stride) -> dict[str, np.ndarray]:
+def expert_maps(
+    head, pooled: torch.Tensor, features: torch.Tensor, target: int, size: tuple[int, ...], stride: tuple[int, ...]
+) -> dict[str, np.ndarray]:
     """One map per expert: the shared expert's and each routed expert's own logit for ``target``."""
     expert_logits = head.experts(pooled)  # [1, S + E, classes], shared first
     names = ["shared expert"] * head.shared + [f"expert {e + 1}" for e in range(expert_logits.shape[1] - head.shared)]
