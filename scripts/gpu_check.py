@@ -166,7 +166,7 @@ def train_overrides(tiny: bool, device: str, dataset: Path) -> dict[str, list[st
     data = {
         "data.dataset": "folder",
         "data.root": str(dataset),
-        "data.num_workers": "2" if tiny else "8",
+        "data.num_workers": "1" if tiny else "8",
         "data.clip_len": "8" if tiny else "16",
         "data.resize": "[36,48]" if tiny else "[128,171]",
         "data.crop_size": "32" if tiny else "112",
@@ -176,7 +176,7 @@ def train_overrides(tiny: bool, device: str, dataset: Path) -> dict[str, list[st
     train = {
         "model.weights": "none",
         "model.layer4_temporal_stride": "false",
-        "train.epochs": "2",
+        "train.epochs": "1" if tiny else "2",
         "train.batch_size": "4" if tiny else "32",
         "train.precision": "auto",
         "train.device": device,

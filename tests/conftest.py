@@ -4,6 +4,8 @@ a trained tiny run, a loopback HTTP server, a folder of corrupt videos."""
 from __future__ import annotations
 
 import http.server
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -56,11 +58,13 @@ def dataset_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(dataset_root, tmp_path_factory) -> Path:
-    """A two-epoch run of the tiny config trained through the CLI (which also evaluates it)."""
-    from actionmoe.cli import main
-
+    """A two-epoch run of the tiny config trained by the CLI in a child process (which also evaluates it);
+    what it printed on stderr, a user's view of a first run, is in ``train-stderr.txt`` beside the run folder."""
     run_dir = tmp_path_factory.mktemp("trained") / "hmdb51-split1"
-    assert main(cli_args(dataset_root, run_dir, "train.epochs=2")) == 0
+    argv = [sys.executable, "-m", "actionmoe", *cli_args(dataset_root, run_dir, "train.epochs=2")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir.parent / "train-stderr.txt").write_text(result.stderr)
     return run_dir
 
 

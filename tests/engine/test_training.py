@@ -71,9 +71,9 @@ RECIPE = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", [[], RECIPE], ids=["plain", "augmentations+ema"])
-def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path, recipe):
-    common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1", *recipe]
+def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_path):
+    # with every random part of the recipe and the weight average: the plain run's state is a subset of this one's
+    common = ["train.epochs=3", "train.batch_size=2", "data.num_workers=1", *RECIPE]
     # the uninterrupted reference trains beside the killed one (one thread each, on two cores)
     reference = run_cli(cli_args(dataset_root, tmp_path / "straight", *common), log=tmp_path / "straight.log")
     killed = run_cli(cli_args(dataset_root, tmp_path / "killed", *common))
@@ -95,14 +95,14 @@ def test_sigkill_during_epoch_2_resumes_to_identical_weights(dataset_root, tmp_p
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     straight = load_checkpoint(tmp_path / "straight" / "last.safetensors", training_state=True)
     killed = load_checkpoint(tmp_path / "killed" / "last.safetensors", training_state=True)
-    assert straight.ema.keys() == killed.ema.keys() and bool(straight.ema) == bool(recipe)
+    assert straight.ema and straight.ema.keys() == killed.ema.keys()
     assert all(torch.equal(straight.ema[k], killed.ema[k]) for k in straight.ema)
-    if recipe:  # train.ema_decay: an average of the weights, and the best checkpoint holds it and says so
-        averaged = {k.removeprefix("module."): v for k, v in straight.ema.items() if k.startswith("module.")}
-        raw = straight.model
-        assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
-        best = load_checkpoint(tmp_path / "straight" / "best.safetensors")
-        assert best.meta.get("ema") is True and best.model.keys() == raw.keys()
+    # train.ema_decay: an average of the weights, and the best checkpoint holds it and says so
+    averaged = {k.removeprefix("module."): v for k, v in straight.ema.items() if k.startswith("module.")}
+    raw = straight.model
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    best = load_checkpoint(tmp_path / "straight" / "best.safetensors")
+    assert best.meta.get("ema") is True and best.model.keys() == raw.keys()
 
 
 @pytest.mark.slow

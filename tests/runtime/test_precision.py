@@ -8,11 +8,12 @@ import torch.nn.functional as F
 
 from actionmoe.cli import main
 from actionmoe.config import ModelConfig
+from actionmoe.engine.run import train_model
 from actionmoe.errors import UsageError
 from actionmoe.models.recognizer import build_model
 from actionmoe.runtime.checkpoint import load_checkpoint, save_checkpoint
 from actionmoe.runtime.device import autocast, choose_precision
-from tests.helpers import cli_args, epochs_logged
+from tests.helpers import cli_args, epochs_logged, tiny_config
 
 SMALL = ModelConfig(gate_hidden=16, expert_hidden=32, layer4_temporal_stride=False, motion_taps=("layer3", "layer4"))
 
@@ -101,16 +102,17 @@ SMALL_CLIPS = ["data.crop_size=16", "data.resize=[16,20]"]
 
 @pytest.mark.slow
 def test_fp16_with_loss_scaling_trains_on_cpu_and_resume_restores_the_scale(dataset_root, tmp_path, caplog):
-    run_dir = tmp_path / "run"
+    # through the engine: the calibration and test evaluation that `actionmoe train` adds check nothing here
+    run_dir, fp16 = tmp_path / "run", ["train.precision=fp16", "data.val_fraction=0.5", *SMALL_CLIPS]
     with caplog.at_level(logging.WARNING, logger="actionmoe"):
-        assert main(cli_args(dataset_root, run_dir, "train.epochs=1", "train.precision=fp16", *SMALL_CLIPS)) == 0
+        train_model(tiny_config(dataset_root, "train.epochs=1", *fp16), run_dir)
     assert any("precision fp16: fp16 on the CPU as asked" in message for message in caplog.messages)
     last = load_checkpoint(run_dir / "last.safetensors", training_state=True)
     assert 0 < last.meta["grad_scaler"]["scale"] <= 65536.0  # torch starts at 2**16 and halves on each overflow
     huge = 2.0**40  # overflows the fp16 gradients: the steps are skipped and the scale halves
     last.meta["grad_scaler"]["scale"] = huge
     save_checkpoint(run_dir / "last.safetensors", last)
-    assert main(cli_args(dataset_root, run_dir, "train.epochs=2", "train.precision=fp16", *SMALL_CLIPS)) == 0
+    assert train_model(tiny_config(dataset_root, "train.epochs=2", *fp16), run_dir).trained
     resumed = load_checkpoint(run_dir / "last.safetensors").meta["grad_scaler"]["scale"]
     assert 65536.0 < resumed < huge  # restored from the checkpoint, then lowered by the skipped steps
     rows = epochs_logged(run_dir)
